@@ -1,0 +1,11 @@
+//! # scsi-core
+//!
+//! SCSI for storage stacks, independent of any transport: CDB parsing and building, sense data,
+//! and a block-device logical-unit emulation (SPC-4 / SBC-3) over a backend trait.
+//!
+//! ## Design overview
+//! The crate knows nothing of iSCSI. A target hands it a CDB plus data buffers and gets back a
+//! status with sense; an initiator uses it to build CDBs and decode answers. The emulation is being
+//! built in the project's SCSI-layer issue; this release only reserves the crate's place in the
+//! workspace.
+#![forbid(unsafe_code)]
