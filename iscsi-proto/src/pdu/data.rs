@@ -2,7 +2,7 @@
 
 use bytes::Bytes;
 
-use super::{Bhs, EMPTY, Lun, Opcode, PduBody, PduError, ScsiStatus, no_data};
+use super::{Bhs, EMPTY, EncodeError, Lun, Opcode, PduBody, PduError, ScsiStatus, no_data, refuse};
 use crate::serial::{CmdSn, DataSn, Itt, R2tSn, StatSn, Ttt};
 
 /// SCSI Data-Out: write data from the initiator, solicited by an R2T or unsolicited.
@@ -149,6 +149,16 @@ impl PduBody for DataIn {
         ];
     }
 
+    fn check(&self) -> Result<(), EncodeError> {
+        if self.status.is_some() && !self.final_ {
+            return refuse("S bit", "status without the F bit");
+        }
+        if self.overflow && self.underflow {
+            return refuse("O and U bits", "both set");
+        }
+        Ok(())
+    }
+
     fn data(&self) -> &Bytes {
         &self.data
     }
@@ -216,6 +226,13 @@ impl PduBody for R2t {
             self.buffer_offset,
             self.desired_len,
         ];
+    }
+
+    fn check(&self) -> Result<(), EncodeError> {
+        if self.desired_len == 0 {
+            return refuse("Desired Data Transfer Length", "zero");
+        }
+        Ok(())
     }
 
     fn data(&self) -> &Bytes {

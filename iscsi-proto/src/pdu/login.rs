@@ -3,7 +3,7 @@
 use bytes::Bytes;
 use core::fmt;
 
-use super::{Bhs, Opcode, PduBody, PduError};
+use super::{Bhs, EncodeError, Opcode, PduBody, PduError, refuse};
 use crate::serial::{CmdSn, Itt, StatSn};
 
 /// Login stage (CSG / NSG field).
@@ -241,6 +241,13 @@ impl PduBody for LoginRequest {
         h.w[2] = self.exp_stat_sn.0;
     }
 
+    fn check(&self) -> Result<(), EncodeError> {
+        if self.transit && self.cont {
+            return refuse("T and C bits", "both set");
+        }
+        Ok(())
+    }
+
     fn data(&self) -> &Bytes {
         &self.data
     }
@@ -315,6 +322,13 @@ impl PduBody for LoginResponse {
         h.w[2] = self.exp_cmd_sn.0;
         h.w[3] = self.max_cmd_sn.0;
         h.w[4] = (self.status.class as u32) << 24 | (self.status.detail as u32) << 16;
+    }
+
+    fn check(&self) -> Result<(), EncodeError> {
+        if self.transit && self.cont {
+            return refuse("T and C bits", "both set");
+        }
+        Ok(())
     }
 
     fn data(&self) -> &Bytes {

@@ -3,7 +3,9 @@
 
 use bytes::Bytes;
 
-use super::{Bhs, EMPTY, Lun, Opcode, PduBody, PduError, RejectReason, no_data};
+use super::{
+    Bhs, EMPTY, EncodeError, Lun, Opcode, PduBody, PduError, RejectReason, no_data, refuse,
+};
 use crate::serial::{CmdSn, DataSn, Itt, StatSn, Ttt};
 
 fn invalid(opcode: Opcode, field: &'static str, offset: usize, value: u8) -> PduError {
@@ -301,6 +303,13 @@ impl PduBody for AsyncMessage {
         h.w[3] = self.max_cmd_sn.0;
         h.w[4] = (self.event.0 as u32) << 24 | (self.vcode as u32) << 16 | self.parameter1 as u32;
         h.w[5] = (self.parameter2 as u32) << 16 | self.parameter3 as u32;
+    }
+
+    fn check(&self) -> Result<(), EncodeError> {
+        if (6..255).contains(&self.event.0) {
+            return refuse("AsyncEvent", "reserved value");
+        }
+        Ok(())
     }
 
     fn data(&self) -> &Bytes {

@@ -273,6 +273,14 @@ pub enum EncodeError {
     /// The additional header segments exceed 255 words.
     #[error("AHS of {0} bytes exceeds the 1020-byte limit")]
     AhsTooLong(usize),
+    /// A field holds a value the receiver would refuse (the same rule the parser applies).
+    #[error("{field} cannot be encoded: {reason}")]
+    InvalidField {
+        /// The RFC name of the field.
+        field: &'static str,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
 }
 
 /// A Logical Unit Number in its 8-byte SAM encoding (RFC 7143 §11.2.1.3 refers to SAM).
@@ -356,6 +364,15 @@ pub(crate) trait PduBody: Sized {
     fn ahs_len(&self) -> usize {
         0
     }
+    /// Refuses typed values that the parser would reject, so that what we send always parses.
+    fn check(&self) -> Result<(), EncodeError> {
+        Ok(())
+    }
+}
+
+/// Shorthand for [`EncodeError::InvalidField`].
+pub(crate) fn refuse(field: &'static str, reason: &'static str) -> Result<(), EncodeError> {
+    Err(EncodeError::InvalidField { field, reason })
 }
 
 /// The data segment of PDUs that carry none.
@@ -515,7 +532,7 @@ impl Pdu {
         if ahs > MAX_AHS_LEN {
             return Err(EncodeError::AhsTooLong(ahs));
         }
-        Ok(())
+        dispatch!(self, p => p.check())
     }
 
     /// Appends the header part: BHS, AHS and (if negotiated) the header digest.
@@ -631,6 +648,63 @@ mod tests {
         assert_eq!(n, 7);
         let crc = crc32c(b"abcde\0\0\0");
         assert_eq!(&t[3..7], &crc32c_wire(crc));
+    }
+
+    #[test]
+    fn encoder_refuses_what_the_parser_rejects() {
+        let bad: Vec<Pdu> = vec![
+            R2t::default().into(),
+            DataIn {
+                status: Some(ScsiStatus::GOOD),
+                ..Default::default()
+            }
+            .into(),
+            LoginRequest {
+                transit: true,
+                cont: true,
+                ..Default::default()
+            }
+            .into(),
+            TextResponse {
+                final_: true,
+                cont: true,
+                ..Default::default()
+            }
+            .into(),
+            TaskMgmtRequest {
+                function: TaskMgmtFunction(0x85),
+                ..Default::default()
+            }
+            .into(),
+            ScsiCommand {
+                extended_cdb: Some(Bytes::new()),
+                ..Default::default()
+            }
+            .into(),
+            AsyncMessage {
+                event: AsyncEvent(7),
+                ..Default::default()
+            }
+            .into(),
+            ScsiResponse {
+                overflow: true,
+                underflow: true,
+                ..Default::default()
+            }
+            .into(),
+        ];
+        for p in bad {
+            let e = p.to_bytes(Digests::NONE).unwrap_err();
+            assert!(matches!(e, EncodeError::InvalidField { .. }), "{p:?}: {e}");
+        }
+        let long = Pdu::from(NopIn {
+            data: Bytes::from(vec![0u8; MAX_DATA_SEGMENT_LEN as usize + 1]),
+            ..Default::default()
+        });
+        assert!(matches!(
+            long.to_bytes(Digests::NONE),
+            Err(EncodeError::DataTooLong(_))
+        ));
     }
 
     #[test]

@@ -5,7 +5,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 use nom::Parser;
 use nom::number::complete::{be_u8, be_u16};
 
-use super::{BHS_LEN, Bhs, Lun, Opcode, PduBody, PduError, pad4};
+use super::{BHS_LEN, Bhs, EncodeError, Lun, Opcode, PduBody, PduError, pad4, refuse};
 use crate::serial::{CmdSn, DataSn, Itt, StatSn};
 
 /// SCSI task attribute (ATTR field of the SCSI Command, SAM).
@@ -233,6 +233,13 @@ impl PduBody for ScsiCommand {
         }
     }
 
+    fn check(&self) -> Result<(), EncodeError> {
+        match &self.extended_cdb {
+            Some(e) if e.is_empty() => refuse("Extended CDB", "empty (leave it None)"),
+            _ => Ok(()),
+        }
+    }
+
     fn data(&self) -> &Bytes {
         &self.data
     }
@@ -378,6 +385,19 @@ impl PduBody for ScsiResponse {
             self.bidi_residual_count,
             self.residual_count,
         ];
+    }
+
+    fn check(&self) -> Result<(), EncodeError> {
+        if self.overflow && self.underflow {
+            return refuse("O and U bits", "both set");
+        }
+        if self.bidi_overflow && self.bidi_underflow {
+            return refuse("o and u bits", "both set");
+        }
+        if (0x02..0x80).contains(&self.response.0) {
+            return refuse("Response", "reserved value");
+        }
+        Ok(())
     }
 
     fn data(&self) -> &Bytes {

@@ -2,7 +2,7 @@
 
 use bytes::Bytes;
 
-use super::{Bhs, Lun, Opcode, PduBody, PduError};
+use super::{Bhs, EncodeError, Lun, Opcode, PduBody, PduError, refuse};
 use crate::serial::{CmdSn, Itt, StatSn, Ttt};
 
 fn final_and_continue(opcode: Opcode, flags: u8) -> Result<(bool, bool), PduError> {
@@ -69,6 +69,13 @@ impl PduBody for TextRequest {
         h.w[2] = self.exp_stat_sn.0;
     }
 
+    fn check(&self) -> Result<(), EncodeError> {
+        if self.final_ && self.cont {
+            return refuse("F and C bits", "both set");
+        }
+        Ok(())
+    }
+
     fn data(&self) -> &Bytes {
         &self.data
     }
@@ -123,6 +130,13 @@ impl PduBody for TextResponse {
         h.w[1] = self.stat_sn.0;
         h.w[2] = self.exp_cmd_sn.0;
         h.w[3] = self.max_cmd_sn.0;
+    }
+
+    fn check(&self) -> Result<(), EncodeError> {
+        if self.final_ && self.cont {
+            return refuse("F and C bits", "both set");
+        }
+        Ok(())
     }
 
     fn data(&self) -> &Bytes {

@@ -2,7 +2,7 @@
 
 use bytes::Bytes;
 
-use super::{Bhs, EMPTY, Lun, Opcode, PduBody, PduError, no_data};
+use super::{Bhs, EMPTY, EncodeError, Lun, Opcode, PduBody, PduError, no_data, refuse};
 use crate::serial::{CmdSn, DataSn, Itt, StatSn};
 
 /// Task management function code (RFC 7143 §11.5.1). Open: the target answers an unknown code
@@ -88,6 +88,13 @@ impl PduBody for TaskMgmtRequest {
         h.w[2] = self.exp_stat_sn.0;
         h.w[3] = self.ref_cmd_sn.0;
         h.w[4] = self.exp_data_sn.0;
+    }
+
+    fn check(&self) -> Result<(), EncodeError> {
+        if self.function.0 >= 0x80 {
+            return refuse("Function", "does not fit 7 bits");
+        }
+        Ok(())
     }
 
     fn data(&self) -> &Bytes {
