@@ -176,6 +176,14 @@ fn encode_stages(transit: bool, cont: bool, csg: Stage, nsg: Stage) -> u8 {
     (transit as u8) << 7 | (cont as u8) << 6 | (csg as u8) << 2 | nsg as u8
 }
 
+/// The encoder's side of the rule that the two bits are never both set.
+fn check_transit_continue(first: bool, cont: bool) -> Result<(), EncodeError> {
+    if first && cont {
+        return refuse("T and C bits", "both set");
+    }
+    Ok(())
+}
+
 /// Login Request (always immediate).
 #[derive(Clone, Debug, PartialEq, Eq, Default)]
 pub struct LoginRequest {
@@ -242,10 +250,7 @@ impl PduBody for LoginRequest {
     }
 
     fn check(&self) -> Result<(), EncodeError> {
-        if self.transit && self.cont {
-            return refuse("T and C bits", "both set");
-        }
-        Ok(())
+        check_transit_continue(self.transit, self.cont)
     }
 
     fn data(&self) -> &Bytes {
@@ -325,10 +330,7 @@ impl PduBody for LoginResponse {
     }
 
     fn check(&self) -> Result<(), EncodeError> {
-        if self.transit && self.cont {
-            return refuse("T and C bits", "both set");
-        }
-        Ok(())
+        check_transit_continue(self.transit, self.cont)
     }
 
     fn data(&self) -> &Bytes {

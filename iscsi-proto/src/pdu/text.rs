@@ -18,6 +18,14 @@ fn final_and_continue(opcode: Opcode, flags: u8) -> Result<(bool, bool), PduErro
     Ok((f, c))
 }
 
+/// The encoder's side of the rule that the two bits are never both set.
+fn check_final_continue(first: bool, cont: bool) -> Result<(), EncodeError> {
+    if first && cont {
+        return refuse("F and C bits", "both set");
+    }
+    Ok(())
+}
+
 /// Text Request.
 #[derive(Clone, Debug, PartialEq, Eq, Default)]
 pub struct TextRequest {
@@ -70,10 +78,7 @@ impl PduBody for TextRequest {
     }
 
     fn check(&self) -> Result<(), EncodeError> {
-        if self.final_ && self.cont {
-            return refuse("F and C bits", "both set");
-        }
-        Ok(())
+        check_final_continue(self.final_, self.cont)
     }
 
     fn data(&self) -> &Bytes {
@@ -133,10 +138,7 @@ impl PduBody for TextResponse {
     }
 
     fn check(&self) -> Result<(), EncodeError> {
-        if self.final_ && self.cont {
-            return refuse("F and C bits", "both set");
-        }
-        Ok(())
+        check_final_continue(self.final_, self.cont)
     }
 
     fn data(&self) -> &Bytes {
