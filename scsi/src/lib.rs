@@ -5,7 +5,13 @@
 //!
 //! ## Design overview
 //! The crate knows nothing of iSCSI. A target hands it a CDB plus data buffers and gets back a
-//! status with sense; an initiator uses it to build CDBs and decode answers. The emulation is being
-//! built in the project's SCSI-layer issue; this release only reserves the crate's place in the
-//! workspace.
+//! status with sense; an initiator uses it to build CDBs and decode answers.
 #![forbid(unsafe_code)]
+
+pub mod backend;
+pub mod lu;
+pub mod nexus;
+pub mod sense;
+
+pub use nexus::ItNexus;
+pub use sense::{Asc, Sense, SenseFormat, SenseKey, Status};

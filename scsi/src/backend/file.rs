@@ -1,0 +1,5 @@
+//! placeholder
+/// placeholder
+pub struct FileBackend;
+/// placeholder
+pub struct FileBackendOptions;

@@ -1,0 +1,1 @@
+//! MODE SENSE / MODE SELECT and the mode pages (placeholder, being written).

@@ -1,0 +1,1 @@
+//! The command table (placeholder, being written).

@@ -1,0 +1,1 @@
+//! Reservations (placeholder, being written).
