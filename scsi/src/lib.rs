@@ -9,6 +9,9 @@
 #![forbid(unsafe_code)]
 
 pub mod backend;
+pub mod cdb;
+#[cfg(feature = "fuzzing")]
+pub mod fuzzing;
 pub mod lu;
 pub mod nexus;
 pub mod sense;

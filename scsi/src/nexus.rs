@@ -42,7 +42,11 @@ impl ItNexus {
         for b in isid {
             port.push_str(&format!("{b:02x}"));
         }
-        Self::new(port.as_str(), relative_target_port, iscsi_transport_id(&port))
+        Self::new(
+            port.as_str(),
+            relative_target_port,
+            iscsi_transport_id(&port),
+        )
     }
 
     /// The SCSI initiator port name.
@@ -53,7 +57,10 @@ impl ItNexus {
     /// The initiator part of the port name: everything before `,i,0x` (the iSCSI name), or the
     /// whole name for other transports.
     pub fn initiator_name(&self) -> &str {
-        self.initiator_port.split(",i,0x").next().unwrap_or(&self.initiator_port)
+        self.initiator_port
+            .split(",i,0x")
+            .next()
+            .unwrap_or(&self.initiator_port)
     }
 
     /// The relative target port identifier.
@@ -69,7 +76,11 @@ impl ItNexus {
 
 impl fmt::Debug for ItNexus {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "ItNexus({} via port {})", self.initiator_port, self.target_port)
+        write!(
+            f,
+            "ItNexus({} via port {})",
+            self.initiator_port, self.target_port
+        )
     }
 }
 
@@ -94,7 +105,10 @@ mod tests {
     #[test]
     fn iscsi_nexus_names() {
         let n = ItNexus::iscsi("iqn.2007-10.org.example:host", [0x23, 0xd0, 0, 0, 0, 1], 1);
-        assert_eq!(n.initiator_port(), "iqn.2007-10.org.example:host,i,0x23d000000001");
+        assert_eq!(
+            n.initiator_port(),
+            "iqn.2007-10.org.example:host,i,0x23d000000001"
+        );
         assert_eq!(n.initiator_name(), "iqn.2007-10.org.example:host");
         let t = n.transport_id();
         assert_eq!(t[0], 0x45);

@@ -278,7 +278,13 @@ pub enum SenseParseError {
 impl Sense {
     /// Sense with a key and code only.
     pub const fn new(key: SenseKey, asc: Asc) -> Self {
-        Self { key, asc, information: None, specific: None, deferred: false }
+        Self {
+            key,
+            asc,
+            information: None,
+            specific: None,
+            deferred: false,
+        }
     }
 
     /// ILLEGAL REQUEST sense.
@@ -298,7 +304,11 @@ impl Sense {
     /// ILLEGAL REQUEST / INVALID FIELD IN PARAMETER LIST, pointing at `byte` of the parameter data.
     pub const fn invalid_param_field(byte: u16, bit: Option<u8>) -> Self {
         Self::illegal(Asc::INVALID_FIELD_IN_PARAMETER_LIST).with_specific(
-            SenseKeySpecific::FieldPointer { in_cdb: false, bit, byte },
+            SenseKeySpecific::FieldPointer {
+                in_cdb: false,
+                bit,
+                byte,
+            },
         )
     }
 
@@ -415,7 +425,9 @@ impl Sense {
                 while at + 2 <= end {
                     let kind = b[at];
                     let len = usize::from(b[at + 1]);
-                    let Some(d) = b.get(at + 2..at + 2 + len) else { break };
+                    let Some(d) = b.get(at + 2..at + 2 + len) else {
+                        break;
+                    };
                     match kind {
                         0x00 if len >= 10 && d[0] & 0x80 != 0 => {
                             let mut v = [0u8; 8];
@@ -423,8 +435,7 @@ impl Sense {
                             sense.information = Some(u64::from_be_bytes(v));
                         }
                         0x02 if len >= 5 => {
-                            sense.specific =
-                                SenseKeySpecific::from_bytes(key, [d[2], d[3], d[4]]);
+                            sense.specific = SenseKeySpecific::from_bytes(key, [d[2], d[3], d[4]]);
                         }
                         _ => {}
                     }
@@ -490,8 +501,14 @@ mod tests {
     #[test]
     fn parse_refuses_garbage_without_panicking() {
         assert_eq!(Sense::parse(&[]), Err(SenseParseError::Truncated(0)));
-        assert_eq!(Sense::parse(&[0x70, 0, 5]), Err(SenseParseError::Truncated(3)));
-        assert_eq!(Sense::parse(&[0x12; 20]), Err(SenseParseError::UnknownResponseCode(0x12)));
+        assert_eq!(
+            Sense::parse(&[0x70, 0, 5]),
+            Err(SenseParseError::Truncated(3))
+        );
+        assert_eq!(
+            Sense::parse(&[0x12; 20]),
+            Err(SenseParseError::UnknownResponseCode(0x12))
+        );
         // Descriptor whose length runs past the buffer: stops quietly.
         let mut b = Sense::illegal(Asc::INVALID_FIELD_IN_CDB).to_vec(SenseFormat::Descriptor);
         b.extend_from_slice(&[0x00, 0xFF, 0x80]);

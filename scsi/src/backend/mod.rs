@@ -164,7 +164,10 @@ pub trait BlockBackend: Send + Sync + 'static {
 
     /// What discards do on this backend. Default: fully provisioned, discards zero the range.
     fn provisioning(&self) -> Provisioning {
-        Provisioning { thin: false, discard_zeroes: true }
+        Provisioning {
+            thin: false,
+            discard_zeroes: true,
+        }
     }
 
     /// The state of the range starting at `offset`: its state and how many bytes (at most `len`,

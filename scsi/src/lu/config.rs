@@ -64,7 +64,7 @@ impl LuConfig {
             write_cache: true,
             max_transfer_blocks: 16384,
             optimal_transfer_blocks: 128,
-            max_unmap_blocks: 0x40_0000,
+            max_unmap_blocks: 0x10_0000,
             max_unmap_descriptors: 256,
             max_write_same_blocks: 0x40_0000,
             max_compare_and_write_blocks: 255,

@@ -6,14 +6,19 @@ use crate::{
     sense::{Asc, Sense},
 };
 
+mod block;
 mod config;
 pub(crate) mod inquiry;
 pub(crate) mod mode;
 pub(crate) mod opcodes;
 pub(crate) mod pr;
+mod unit;
 
+pub use block::PATTERN_BYTES;
 pub use config::LuConfig;
 pub use inquiry::report_luns;
+pub use opcodes::{DataDirection, data_direction};
+pub use unit::{Completion, ConfigError, LogicalUnit, ResetKind, Residual};
 
 /// Facts about the device that the command handlers need.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -50,4 +55,45 @@ pub(crate) struct UnitAttention {
     pub nexus: ItNexus,
     /// What it reports.
     pub asc: Asc,
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::cdb::Cdb;
+
+    /// The command table (REPORT SUPPORTED OPERATION CODES) and the CDB parser agree on which
+    /// operation codes and service actions exist, and on their CDB lengths.
+    #[test]
+    fn command_table_matches_the_parser() {
+        for op in 0..=255u8 {
+            for sa in 0..32u8 {
+                let mut cdb = [0u8; 16];
+                cdb[0] = op;
+                cdb[1] = sa;
+                let parsed = Cdb::parse(&cdb);
+                let listed = super::opcodes::resolve(&cdb);
+                match (&parsed, &listed) {
+                    (Ok(c), Ok(info)) => {
+                        assert_eq!(
+                            usize::from(info.cdb_len),
+                            c.encode().len(),
+                            "{op:#x}/{sa:#x}"
+                        )
+                    }
+                    (Err(_), Err(_)) => {}
+                    // These parse every service action; the unit refuses the unknown ones with
+                    // INVALID FIELD IN CDB.
+                    (
+                        Ok(
+                            Cdb::Sanitize { .. }
+                            | Cdb::PersistentReserveIn { .. }
+                            | Cdb::PersistentReserveOut { .. },
+                        ),
+                        Err(_),
+                    ) => {}
+                    _ => panic!("{op:#04x}/{sa:#04x}: parser {parsed:?}, table {listed:?}"),
+                }
+            }
+        }
+    }
 }
