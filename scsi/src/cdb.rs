@@ -5,9 +5,10 @@
 //! `parse(encode(c)) == c` holds for every value (a property test checks it).
 //!
 //! Parsing checks what is structural: the CDB length for the opcode, the service action, and the
-//! CONTROL byte (NACA and LINK are not supported, as SAM-5 allows). Field values that are legal
-//! syntax but not supported by a given device (protection information, unsupported modes) are
-//! left to the device server, which answers with the right sense.
+//! CONTROL byte (NACA and LINK are not supported, as SAM-5 allows), plus the reserved fields of
+//! SANITIZE. Field values that are legal syntax but not supported by a given device (protection
+//! information, unsupported modes) are left to the device server, which answers with the right
+//! sense.
 
 use crate::sense::{Asc, Sense};
 
@@ -702,12 +703,23 @@ impl Cdb {
                 kind: b[2] & 0x0F,
                 param_len: be32(b, 5),
             },
-            SANITIZE => Self::Sanitize {
-                immed: b[1] & 0x80 != 0,
-                ause: b[1] & 0x20 != 0,
-                service_action: b[1] & 0x1F,
-                param_len: be16(b, 7),
-            },
+            SANITIZE => {
+                // Byte 1 bit 6 and bytes 2..=6 are reserved. SANITIZE destroys data, so a CDB
+                // with any of them set is refused rather than guessed at (libiscsi's
+                // Sanitize.*Reserved tests expect INVALID FIELD IN CDB).
+                if b[1] & 0x40 != 0 {
+                    return Err(Sense::invalid_cdb_field(1, Some(6)));
+                }
+                if let Some(at) = (2..=6).find(|&i| b[i] != 0) {
+                    return Err(Sense::invalid_cdb_field(at as u16, None));
+                }
+                Self::Sanitize {
+                    immed: b[1] & 0x80 != 0,
+                    ause: b[1] & 0x20 != 0,
+                    service_action: b[1] & 0x1F,
+                    param_len: be16(b, 7),
+                }
+            }
             _ => return Err(invalid_opcode()),
         })
     }
@@ -1277,6 +1289,23 @@ mod tests {
         assert_eq!(e, Sense::invalid_cdb_field(5, Some(2)));
         let e = Cdb::parse(&[0, 0, 0, 0, 0, 0x01]).unwrap_err();
         assert_eq!(e, Sense::invalid_cdb_field(5, Some(0)));
+    }
+
+    #[test]
+    fn sanitize_reserved_fields_refused() {
+        let ok = [0x48, 0xA2, 0, 0, 0, 0, 0, 0, 0, 0];
+        assert!(Cdb::parse(&ok).is_ok());
+        let mut b = ok;
+        b[1] |= 0x40;
+        assert_eq!(Cdb::parse(&b), Err(Sense::invalid_cdb_field(1, Some(6))));
+        for at in 2..=6 {
+            let mut b = ok;
+            b[at] = at as u8;
+            assert_eq!(
+                Cdb::parse(&b),
+                Err(Sense::invalid_cdb_field(at as u16, None))
+            );
+        }
     }
 
     #[test]

@@ -586,11 +586,21 @@ async fn write_same_fills_unmaps_and_checks() {
         .await;
     expect_good(&c);
     assert_eq!(h.read(30, 5).await, vec![0; 5 * BS]);
-    // UNMAP with non-zero data writes the data.
+    // UNMAP deallocates whatever the data (the backend's discards read as zeros); without
+    // UNMAP the data is written.
     expect_good(
         &h.run(
             &h.a,
             ws(CdbSize::Sixteen, 30, 2, true, false),
+            block.clone(),
+        )
+        .await,
+    );
+    assert_eq!(h.read(30, 2).await, vec![0; 2 * BS]);
+    expect_good(
+        &h.run(
+            &h.a,
+            ws(CdbSize::Sixteen, 30, 2, false, false),
             block.clone(),
         )
         .await,
@@ -1243,4 +1253,111 @@ async fn sanitize_overwrite_block_erase_and_bad_parameters() {
         SenseKey::ILLEGAL_REQUEST,
         Asc::INVALID_FIELD_IN_CDB,
     );
+}
+
+/// A RAM backend whose writes wait for a permit while the gate is closed, so a test can hold a
+/// long operation in the middle.
+struct Gated {
+    inner: RamBackend,
+    closed: std::sync::atomic::AtomicBool,
+    permits: tokio::sync::Semaphore,
+}
+
+impl BlockBackend for Gated {
+    fn len(&self) -> u64 {
+        self.inner.len()
+    }
+    async fn read_at<B: scsi_core::backend::IoBuf>(
+        &self,
+        offset: u64,
+        buf: B,
+        range: std::ops::Range<usize>,
+    ) -> scsi_core::backend::BufResult<B> {
+        self.inner.read_at(offset, buf, range).await
+    }
+    async fn write_at<B: scsi_core::backend::IoBuf>(
+        &self,
+        offset: u64,
+        buf: B,
+        range: std::ops::Range<usize>,
+        fua: bool,
+    ) -> scsi_core::backend::BufResult<B> {
+        if self.closed.load(std::sync::atomic::Ordering::Acquire) {
+            self.permits.acquire().await.unwrap().forget();
+        }
+        self.inner.write_at(offset, buf, range, fua).await
+    }
+    async fn flush(&self) -> std::io::Result<()> {
+        self.inner.flush().await
+    }
+    async fn discard(&self, offset: u64, len: u64) -> std::io::Result<()> {
+        self.inner.discard(offset, len).await
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn commands_wait_out_a_sanitize_with_not_ready() {
+    let backend = Gated {
+        inner: RamBackend::new(BLOCKS * BS as u64),
+        closed: std::sync::atomic::AtomicBool::new(true),
+        permits: tokio::sync::Semaphore::new(0),
+    };
+    let lu = Arc::new(LogicalUnit::new(LuConfig::new("sanitize"), backend).unwrap());
+    let a = ItNexus::iscsi("iqn.2026-11.test:a", [0x80, 0, 0, 0, 0, 1], 1);
+    let tur = Cdb::TestUnitReady.encode();
+    lu.execute(&a, tur.as_slice(), vec![]).await;
+    let list = [vec![0x01, 0, 0, 4], vec![0xEE; 4]].concat();
+    let cdb = sanitize(1, 8).encode();
+    let (lu2, a2) = (lu.clone(), a.clone());
+    let running = tokio::spawn(async move { lu2.execute(&a2, cdb.as_slice(), list).await });
+    // Wait until the sanitize holds the unit (its first write waits at the gate).
+    let mut seen = false;
+    for _ in 0..2000 {
+        let c = lu.execute(&a, tur.as_slice(), vec![]).await;
+        if c.status == Status::CHECK_CONDITION {
+            expect_sense(&c, SenseKey::NOT_READY, Asc::SANITIZE_IN_PROGRESS);
+            seen = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+    }
+    assert!(seen, "TEST UNIT READY never saw the sanitize");
+    let read = Cdb::Read(Rw::new(0, 1)).encode();
+    let c = lu.execute(&a, read.as_slice(), vec![0; BS]).await;
+    expect_sense(&c, SenseKey::NOT_READY, Asc::SANITIZE_IN_PROGRESS);
+    let inq = Cdb::Inquiry {
+        evpd: false,
+        cmddt: false,
+        page: 0,
+        alloc_len: 96,
+    }
+    .encode();
+    expect_good(&lu.execute(&a, inq.as_slice(), vec![0; 96]).await);
+    let rs = Cdb::RequestSense {
+        desc: false,
+        alloc_len: 18,
+    }
+    .encode();
+    let c = lu.execute(&a, rs.as_slice(), vec![0; 18]).await;
+    expect_good(&c);
+    let s = Sense::parse(c.data()).unwrap();
+    assert_eq!(
+        (s.key, s.asc),
+        (SenseKey::NOT_READY, Asc::SANITIZE_IN_PROGRESS)
+    );
+    // Resets do not end it.
+    lu.reset(ResetKind::LogicalUnit);
+    let c = lu.execute(&a, tur.as_slice(), vec![]).await;
+    assert_ua(&c, Asc::BUS_DEVICE_RESET_OCCURRED);
+    let c = lu.execute(&a, tur.as_slice(), vec![]).await;
+    expect_sense(&c, SenseKey::NOT_READY, Asc::SANITIZE_IN_PROGRESS);
+    // Open the gate: the sanitize finishes and the unit is ready again.
+    lu.backend()
+        .closed
+        .store(false, std::sync::atomic::Ordering::Release);
+    lu.backend().permits.add_permits(1 << 20);
+    expect_good(&running.await.unwrap());
+    expect_good(&lu.execute(&a, tur.as_slice(), vec![]).await);
+    let c = lu.execute(&a, read.as_slice(), vec![0; BS]).await;
+    assert_eq!(c.data(), &[0xEE; BS][..]);
 }

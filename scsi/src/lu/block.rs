@@ -7,7 +7,10 @@
 //! (bounded by the block limits the unit reports), and WRITE SAME writes from a pattern buffer of
 //! at most [`PATTERN_BYTES`].
 
-use std::io;
+use std::{
+    io,
+    sync::atomic::{AtomicBool, Ordering},
+};
 
 use super::{DeviceInfo, Failure, LogicalUnit};
 use crate::{
@@ -127,9 +130,21 @@ impl<S: BlockBackend> LogicalUnit<S> {
                 if bytchk == 2 || bytchk == 3 {
                     return err(buf, Sense::invalid_cdb_field(1, Some(2)));
                 }
+                // An expected length that holds fewer whole blocks than the CDB asks for writes
+                // (and verifies) those blocks and reports the rest as residual overflow (SAM-5
+                // option a; libiscsi's WriteVerify*Residuals require GOOD, even for EDTL 0). A
+                // length ending inside a block is refused like a short WRITE.
+                let have = buf.as_bytes().len() as u64;
+                let blocks = if have < self.bytes(u64::from(rw.blocks))
+                    && have & u64::from(self.block_size - 1) == 0
+                {
+                    (have >> self.shift) as u32
+                } else {
+                    rw.blocks
+                };
                 // The verify reads back what was just written: write it through so the medium
                 // holds it; comparing the data with itself cannot fail.
-                self.write(rw.lba, rw.blocks, true, buf).await
+                self.write(rw.lba, blocks, true, buf).await
             }
             Cdb::Verify { rw, bytchk } => self.verify(dev, rw, bytchk, buf).await,
             Cdb::CompareAndWrite { rw } => self.compare_and_write(dev, rw, buf).await,
@@ -392,9 +407,10 @@ impl<S: BlockBackend> LogicalUnit<S> {
         if blocks == 0 {
             return ok(buf);
         }
-        let zeros = ndob || buf.as_bytes().iter().all(|&b| b == 0);
         let _g = self.atomic.read().await;
-        if unmap && zeros && dev.provisioning.discard_zeroes {
+        // With UNMAP the blocks are deallocated whatever the data (SBC-4 §5.50; LIO and tgt do
+        // the same, and libiscsi's WriteSame*.UnmapUntilEnd expects zeros back).
+        if unmap && dev.provisioning.discard_zeroes {
             return match self
                 .backend
                 .discard(self.bytes(rw.lba), self.bytes(blocks))
@@ -502,6 +518,7 @@ impl<S: BlockBackend> LogicalUnit<S> {
                 for (i, b) in block.iter_mut().enumerate() {
                     *b = pat[i % plen];
                 }
+                let _busy = self.start_sanitize()?;
                 let _g = self.atomic.write().await;
                 for pass in 0..count {
                     // With INVERT, passes alternate between the pattern and its complement and
@@ -520,6 +537,7 @@ impl<S: BlockBackend> LogicalUnit<S> {
                 if dev.read_only {
                     return Err(write_protected().into());
                 }
+                let _busy = self.start_sanitize()?;
                 let _g = self.atomic.write().await;
                 self.backend
                     .discard(0, self.bytes(dev.num_blocks))
@@ -536,6 +554,15 @@ impl<S: BlockBackend> LogicalUnit<S> {
             }
             _ => Err(Sense::invalid_cdb_field(1, Some(4)).into()),
         }
+    }
+
+    /// Marks a sanitize as running until the returned guard drops (even if the command's future
+    /// is dropped): other commands then get NOT READY, SANITIZE IN PROGRESS.
+    fn start_sanitize(&self) -> Result<Sanitizing<'_>, Sense> {
+        if self.sanitizing.swap(true, Ordering::AcqRel) {
+            return Err(Sense::new(SenseKey::NOT_READY, Asc::SANITIZE_IN_PROGRESS));
+        }
+        Ok(Sanitizing(&self.sanitizing))
     }
 
     /// Writes `block` (or zeros) over `blocks` blocks from `lba`, from a pattern buffer of at
@@ -598,6 +625,15 @@ impl<S: BlockBackend> LogicalUnit<S> {
         let len = (out.len() - 4) as u32;
         out[..4].copy_from_slice(&len.to_be_bytes());
         Ok(out)
+    }
+}
+
+/// Clears the unit's sanitize-in-progress flag when dropped.
+struct Sanitizing<'a>(&'a AtomicBool);
+
+impl Drop for Sanitizing<'_> {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::Release);
     }
 }
 

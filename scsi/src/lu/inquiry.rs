@@ -244,9 +244,9 @@ fn block_device_characteristics(_: &Ctx<'_>, out: &mut Vec<u8>) {
     let mut body = [0u8; 0x3C];
     body[0..2].copy_from_slice(&1u16.to_be_bytes()); // MEDIUM ROTATION RATE: non-rotating
     body[2] = 0; // PRODUCT TYPE: not indicated
-    // WABEREQ = 01b and WACEREQ = 01b: after a BLOCK or CRYPTOGRAPHIC ERASE sanitize, reads of
-    // unwritten blocks succeed. NOMINAL FORM FACTOR not reported.
-    body[3] = 0x40 | 0x10;
+    // WABEREQ = 01b: after a BLOCK ERASE sanitize, reads of unwritten blocks succeed. WACEREQ
+    // = 00b: CRYPTOGRAPHIC ERASE is not supported. NOMINAL FORM FACTOR not reported.
+    body[3] = 0x40;
     body[4] = 0x02; // FUAB: FUA and SYNCHRONIZE CACHE behave as SBC-3 says; VBULS clear
     out.extend_from_slice(&body);
 }
@@ -608,7 +608,7 @@ mod tests {
         assert_eq!(p[3], 0x3C);
         assert_eq!(u16::from_be_bytes([p[4], p[5]]), 1, "non-rotating");
         assert_eq!(p[7] >> 6, 1, "WABEREQ");
-        assert_eq!((p[7] >> 4) & 3, 1, "WACEREQ");
+        assert_eq!((p[7] >> 4) & 3, 0, "WACEREQ: no cryptographic erase");
     }
 
     #[test]

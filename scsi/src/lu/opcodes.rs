@@ -12,6 +12,7 @@
 
 // Until the LU core calls every entry.
 
+use super::LuConfig;
 #[cfg(test)]
 use crate::sense::Asc;
 use crate::sense::Sense;
@@ -99,6 +100,9 @@ const fn sa_cmd(
 }
 
 /// Every command the logical unit implements, sorted by operation code and service action.
+/// PERSISTENT RESERVE OUT REPLACE LOST RESERVATION is not among them: persistent reservations are
+/// never lost here, and the service action is refused. WRITE ATOMIC (16) is switched off by a
+/// zero `max_atomic_blocks` (see [`offered`]).
 #[rustfmt::skip]
 pub(crate) static COMMANDS: &[CommandInfo] = {
     use DataDirection::{None as NoData, Read, Write};
@@ -163,7 +167,6 @@ pub(crate) static COMMANDS: &[CommandInfo] = {
         sa_cmd("PERSISTENT RESERVE OUT PREEMPT AND ABORT", Write, QUICK, &[0x5F, 0x05, F, 0, 0, F, F, F, F, C]),
         sa_cmd("PERSISTENT RESERVE OUT REGISTER AND IGNORE EXISTING KEY", Write, QUICK, &[0x5F, 0x06, F, 0, 0, F, F, F, F, C]),
         sa_cmd("PERSISTENT RESERVE OUT REGISTER AND MOVE", Write, QUICK, &[0x5F, 0x07, F, 0, 0, F, F, F, F, C]),
-        sa_cmd("PERSISTENT RESERVE OUT REPLACE LOST RESERVATION", Write, QUICK, &[0x5F, 0x08, F, 0, 0, F, F, F, F, C]),
         // DPO, FUA; LBA (8 bytes); TRANSFER LENGTH (4 bytes).
         cmd("READ(16)", Read, MEDIA, &[0x88, 0x18, F, F, F, F, F, F, F, F, F, F, F, F, 0, C]),
         // DPO, FUA; LBA; NUMBER OF LOGICAL BLOCKS (byte 13).
@@ -280,32 +283,28 @@ fn push_timeouts(out: &mut Vec<u8>, c: &CommandInfo) {
 ///   the REQUESTED SERVICE ACTION is ignored).
 ///
 /// The one-command formats answer SUPPORT 011b with the CDB usage data, or 001b (not supported)
-/// for an operation code or service action the logical unit does not implement.
+/// for an operation code or service action the logical unit does not implement. Commands the
+/// configuration switches off (see [`offered`]) are reported as not implemented.
 ///
 /// # Errors
 /// ILLEGAL REQUEST / INVALID FIELD IN CDB pointing at REPORTING OPTIONS (byte 2, bit 2) for
 /// another reporting option, and for 001b / 010b when the implemented operation code does /
 /// does not have service actions.
-pub(crate) fn report_supported_opcodes(cdb: &[u8]) -> Result<Vec<u8>, Sense> {
+pub(crate) fn report_supported_opcodes(cdb: &[u8], cfg: &LuConfig) -> Result<Vec<u8>, Sense> {
     let rctd = byte(cdb, 2) & 0x80 != 0;
     let options = byte(cdb, 2) & 0x07;
     let opcode = byte(cdb, 3);
     let sa = u16::from_be_bytes([byte(cdb, 4), byte(cdb, 5)]);
     let bad_options = Sense::invalid_cdb_field(2, Some(2));
-    let known = COMMANDS.iter().any(|c| c.opcode == opcode);
+    let commands = || COMMANDS.iter().filter(|c| offered(c, cfg));
+    let known = commands().any(|c| c.opcode == opcode);
     let with_sa = has_service_actions(opcode);
     let by_sa = |sa: u16| {
-        COMMANDS
-            .iter()
-            .find(|c| c.opcode == opcode && c.service_action.map(u16::from) == Some(sa))
+        commands().find(|c| c.opcode == opcode && c.service_action.map(u16::from) == Some(sa))
     };
-    let without_sa = || {
-        COMMANDS
-            .iter()
-            .find(|c| c.opcode == opcode && c.service_action.is_none())
-    };
+    let without_sa = || commands().find(|c| c.opcode == opcode && c.service_action.is_none());
     let found = match options {
-        0b000 => return Ok(all_commands(rctd)),
+        0b000 => return Ok(all_commands(rctd, commands())),
         0b001 if with_sa => return Err(bad_options),
         0b001 => without_sa(),
         0b010 if known && !with_sa => return Err(bad_options),
@@ -317,12 +316,18 @@ pub(crate) fn report_supported_opcodes(cdb: &[u8]) -> Result<Vec<u8>, Sense> {
     Ok(one_command(found, rctd))
 }
 
-/// The all_commands parameter data.
-fn all_commands(rctd: bool) -> Vec<u8> {
+/// Whether the logical unit serves `c` with configuration `cfg`: WRITE ATOMIC (16) only with a
+/// non-zero MAXIMUM ATOMIC TRANSFER LENGTH (otherwise it is refused as an unknown operation code).
+fn offered(c: &CommandInfo, cfg: &LuConfig) -> bool {
+    c.opcode != crate::cdb::opcode::WRITE_ATOMIC_16 || cfg.max_atomic_blocks != 0
+}
+
+/// The all_commands parameter data for `commands`.
+fn all_commands<'a>(rctd: bool, commands: impl Iterator<Item = &'a CommandInfo>) -> Vec<u8> {
     let each = 8 + if rctd { TIMEOUTS_LEN } else { 0 };
     let mut out = Vec::with_capacity(4 + each * COMMANDS.len());
     out.extend_from_slice(&[0; 4]);
-    for c in COMMANDS {
+    for c in commands {
         let sa = c.service_action.map_or(0, u16::from).to_be_bytes();
         let flags = (u8::from(rctd) << 1) | u8::from(c.service_action.is_some()); // CTDP, SERVACTV
         out.extend_from_slice(&[c.opcode, 0, sa[0], sa[1], 0, flags, 0, c.cdb_len]);
@@ -384,7 +389,7 @@ mod tests {
         cdb[3] = opcode;
         cdb[4..6].copy_from_slice(&sa.to_be_bytes());
         cdb[6..10].copy_from_slice(&65535u32.to_be_bytes());
-        report_supported_opcodes(&cdb)
+        report_supported_opcodes(&cdb, &LuConfig::new("opcodes"))
     }
 
     fn cdb_for(c: &CommandInfo) -> Vec<u8> {
@@ -451,7 +456,7 @@ mod tests {
         .collect();
         want.extend([0x01, 0x02, 0x1F].map(|sa| (0x48, Some(sa))));
         want.extend((0..=3).map(|sa| (0x5E, Some(sa))));
-        want.extend((0..=8).map(|sa| (0x5F, Some(sa))));
+        want.extend((0..=7).map(|sa| (0x5F, Some(sa))));
         want.extend([
             (0x9E, Some(0x10)),
             (0x9E, Some(0x12)),
@@ -615,10 +620,40 @@ mod tests {
         // Known operation codes, unknown service actions.
         assert_eq!(rsoc(false, 0b010, 0x9E, 0x11).unwrap(), not_supported);
         assert_eq!(rsoc(false, 0b011, 0x5F, 0x09).unwrap(), not_supported);
+        // REPLACE LOST RESERVATION: persistent reservations are never lost, the service action
+        // is refused, so it is not reported.
+        assert_eq!(rsoc(false, 0b010, 0x5F, 0x08).unwrap(), not_supported);
         assert_eq!(
             rsoc(false, 0b010, 0x48, 0x0100 | 0x01).unwrap(),
             not_supported
         );
+    }
+
+    /// WRITE ATOMIC (16) is reported only while the configuration enables it.
+    #[test]
+    fn write_atomic_follows_the_configuration() {
+        let mut cfg = LuConfig::new("opcodes");
+        let cdb = |options: u8| {
+            let mut cdb = [0u8; 12];
+            cdb[..4].copy_from_slice(&[0xA3, 0x0C, options, 0x9C]);
+            cdb[6..10].copy_from_slice(&65535u32.to_be_bytes());
+            cdb
+        };
+        let listed = |cfg: &LuConfig| {
+            let d = report_supported_opcodes(&cdb(0), cfg).unwrap();
+            parse_all(&d).iter().any(|e| e.0 == 0x9C)
+        };
+        assert!(listed(&cfg));
+        let one = report_supported_opcodes(&cdb(1), &cfg).unwrap();
+        assert_eq!(one[1] & 7, 0b011);
+        cfg.max_atomic_blocks = 0;
+        assert!(!listed(&cfg));
+        for options in [0b001, 0b011] {
+            let one = report_supported_opcodes(&cdb(options), &cfg).unwrap();
+            assert_eq!(one, vec![0, 0x01, 0, 0]);
+        }
+        let all = report_supported_opcodes(&cdb(0), &cfg).unwrap();
+        assert_eq!(all.len(), 4 + 8 * (COMMANDS.len() - 1));
     }
 
     #[test]
@@ -704,7 +739,7 @@ mod tests {
             let _ = lookup(&cdb);
             let _ = resolve(&cdb);
             let _ = data_direction(&cdb);
-            if let Ok(d) = report_supported_opcodes(&cdb) {
+            if let Ok(d) = report_supported_opcodes(&cdb, &LuConfig::new("opcodes")) {
                 prop_assert!(d.len() >= 4);
             }
             prop_assert!(report_supported_tmf(&cdb).is_ok());

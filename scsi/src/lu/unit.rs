@@ -152,6 +152,8 @@ pub struct LogicalUnit<S> {
     /// Ordinary reads and writes hold it shared; COMPARE AND WRITE, ORWRITE and WRITE ATOMIC hold
     /// it exclusively, which makes them atomic against every other command.
     pub(super) atomic: tokio::sync::RwLock<()>,
+    /// A SANITIZE is running: other commands get NOT READY, SANITIZE IN PROGRESS.
+    pub(super) sanitizing: std::sync::atomic::AtomicBool,
 }
 
 fn check_text(field: &'static str, s: &str, max: usize) -> Result<(), ConfigError> {
@@ -194,6 +196,7 @@ impl<S: BlockBackend> LogicalUnit<S> {
             backend,
             state: Mutex::new(state),
             atomic: tokio::sync::RwLock::new(()),
+            sanitizing: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
@@ -301,6 +304,10 @@ impl<S: BlockBackend> LogicalUnit<S> {
             return Err(Sense::unit_attention(asc).into());
         }
         st.reservations.check(nexus, bytes)?;
+        // SBC-3 §4.11: while a sanitize runs, only INQUIRY, REPORT LUNS and REQUEST SENSE run.
+        if !ua_exempt && self.sanitizing.load(Ordering::Acquire) {
+            return Err(Sense::new(SenseKey::NOT_READY, Asc::SANITIZE_IN_PROGRESS).into());
+        }
         if !st.loaded && needs_medium(&cmd) {
             return Err(Sense::new(SenseKey::NOT_READY, Asc::MEDIUM_NOT_PRESENT).into());
         }
@@ -357,9 +364,14 @@ impl<S: BlockBackend> LogicalUnit<S> {
         match *cmd {
             Cdb::TestUnitReady => Ok(Reply::Status(Status::GOOD)),
             Cdb::RequestSense { desc, .. } => {
+                let idle = if self.sanitizing.load(Ordering::Acquire) {
+                    Sense::new(SenseKey::NOT_READY, Asc::SANITIZE_IN_PROGRESS)
+                } else {
+                    Sense::new(SenseKey::NO_SENSE, Asc::NO_ADDITIONAL_SENSE)
+                };
                 let sense = take_ua(st, nexus)
                     .map(Sense::unit_attention)
-                    .unwrap_or(Sense::new(SenseKey::NO_SENSE, Asc::NO_ADDITIONAL_SENSE));
+                    .unwrap_or(idle);
                 let format = if desc {
                     SenseFormat::Descriptor
                 } else {
@@ -377,9 +389,11 @@ impl<S: BlockBackend> LogicalUnit<S> {
                     .map(Reply::Data)
                     .map_err(Into::into)
             }
-            Cdb::ReportSupportedOpcodes { .. } => opcodes::report_supported_opcodes(bytes)
-                .map(Reply::Data)
-                .map_err(Into::into),
+            Cdb::ReportSupportedOpcodes { .. } => {
+                opcodes::report_supported_opcodes(bytes, &self.cfg)
+                    .map(Reply::Data)
+                    .map_err(Into::into)
+            }
             Cdb::ReportSupportedTmfs { .. } => opcodes::report_supported_tmf(bytes)
                 .map(Reply::Data)
                 .map_err(Into::into),
