@@ -1,4 +1,4 @@
-//! Block-device logical unit emulation (SPC-4, SBC-3) over a [`BlockBackend`].
+//! Block-device logical unit emulation (SPC-4, SBC-3) over a [`BlockBackend`](crate::backend::BlockBackend).
 
 use crate::{
     backend::Provisioning,
