@@ -506,6 +506,12 @@ impl Cdb {
             fua: false,
             group: 0,
         };
+        // The 10-, 12- or 16-byte layout, by the CDB length of the operation code.
+        let rw_any = |b: &[u8]| match len {
+            10 => rw10(b),
+            12 => rw12(b),
+            _ => rw16(b),
+        };
         let bytchk = |b1: u8| (b1 >> 1) & 3;
         // Bit 3 of byte 1 is not FUA in VERIFY and WRITE AND VERIFY.
         let no_fua = |rw: Rw| Rw { fua: false, ..rw };
@@ -523,34 +529,16 @@ impl Cdb {
             },
             READ_6 => Self::Read(rw6(b)),
             WRITE_6 => Self::Write(rw6(b)),
-            READ_10 => Self::Read(rw10(b)),
-            READ_12 => Self::Read(rw12(b)),
-            READ_16 => Self::Read(rw16(b)),
-            WRITE_10 => Self::Write(rw10(b)),
-            WRITE_12 => Self::Write(rw12(b)),
-            WRITE_16 => Self::Write(rw16(b)),
-            WRITE_AND_VERIFY_10 => Self::WriteAndVerify {
-                rw: no_fua(rw10(b)),
-                bytchk: bytchk(b[1]),
-            },
-            WRITE_AND_VERIFY_12 => Self::WriteAndVerify {
-                rw: no_fua(rw12(b)),
-                bytchk: bytchk(b[1]),
-            },
-            WRITE_AND_VERIFY_16 => Self::WriteAndVerify {
-                rw: no_fua(rw16(b)),
-                bytchk: bytchk(b[1]),
-            },
-            VERIFY_10 => Self::Verify {
-                rw: no_fua(rw10(b)),
-                bytchk: bytchk(b[1]),
-            },
-            VERIFY_12 => Self::Verify {
-                rw: no_fua(rw12(b)),
-                bytchk: bytchk(b[1]),
-            },
-            VERIFY_16 => Self::Verify {
-                rw: no_fua(rw16(b)),
+            READ_10 | READ_12 | READ_16 => Self::Read(rw_any(b)),
+            WRITE_10 | WRITE_12 | WRITE_16 => Self::Write(rw_any(b)),
+            WRITE_AND_VERIFY_10 | WRITE_AND_VERIFY_12 | WRITE_AND_VERIFY_16 => {
+                Self::WriteAndVerify {
+                    rw: no_fua(rw_any(b)),
+                    bytchk: bytchk(b[1]),
+                }
+            }
+            VERIFY_10 | VERIFY_12 | VERIFY_16 => Self::Verify {
+                rw: no_fua(rw_any(b)),
                 bytchk: bytchk(b[1]),
             },
             ORWRITE_16 => Self::OrWrite(rw16(b)),
@@ -568,11 +556,7 @@ impl Cdb {
                 Self::CompareAndWrite { rw }
             }
             WRITE_SAME_10 | WRITE_SAME_16 => {
-                let mut rw = if op == WRITE_SAME_10 {
-                    rw10(b)
-                } else {
-                    rw16(b)
-                };
+                let mut rw = rw_any(b);
                 rw.dpo = false;
                 rw.fua = false;
                 Self::WriteSame {

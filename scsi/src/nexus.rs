@@ -1,6 +1,9 @@
 //! The I_T nexus: which initiator port talks to the logical unit through which target port.
 
-use std::{fmt, sync::Arc};
+use std::{
+    fmt::{self, Write as _},
+    sync::Arc,
+};
 
 /// SPC-4 protocol identifier for iSCSI (table 444).
 pub const PROTOCOL_ID_ISCSI: u8 = 0x5;
@@ -40,7 +43,8 @@ impl ItNexus {
         port.push_str(initiator_name);
         port.push_str(",i,0x");
         for b in isid {
-            port.push_str(&format!("{b:02x}"));
+            // Writing into a String cannot fail.
+            let _ = write!(port, "{b:02x}");
         }
         Self::new(
             port.as_str(),

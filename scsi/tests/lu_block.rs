@@ -1361,3 +1361,51 @@ async fn commands_wait_out_a_sanitize_with_not_ready() {
     let c = lu.execute(&a, read.as_slice(), vec![0; BS]).await;
     assert_eq!(c.data(), &[0xEE; BS][..]);
 }
+
+/// GET LBA STATUS cut by a short expected length reports the bytes it could not send.
+#[tokio::test]
+async fn get_lba_status_residual_counts_what_the_buffer_cut() {
+    let h = Harness::new().await;
+    let c = h
+        .run(
+            &h.a,
+            Cdb::GetLbaStatus {
+                lba: 0,
+                alloc_len: 24,
+            },
+            vec![0; 16],
+        )
+        .await;
+    expect_good(&c);
+    assert_eq!(c.data_len, 16);
+    assert_eq!(c.residual(16), Residual::Overflow(8));
+}
+
+/// With the write cache off (MODE SELECT clears WCE), writes still land and read back; the
+/// flag reaches the block path through the device facts, not a second lock.
+#[tokio::test]
+async fn writes_with_the_write_cache_off() {
+    let mut cfg = LuConfig::new("wce-off");
+    cfg.write_cache = false;
+    let h = Harness::with(cfg).await;
+    let c = h
+        .run(
+            &h.a,
+            Cdb::ModeSense {
+                ten: false,
+                dbd: true,
+                llbaa: false,
+                pc: 0,
+                page: 0x08,
+                subpage: 0,
+                alloc_len: 255,
+            },
+            vec![0; 255],
+        )
+        .await;
+    expect_good(&c);
+    assert_eq!(c.data()[4 + 2] & 0x04, 0, "WCE clear");
+    let data = pattern(2, 4);
+    expect_good(&h.write(40, data.clone()).await);
+    assert_eq!(h.read(40, 2).await, data);
+}

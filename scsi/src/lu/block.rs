@@ -7,10 +7,7 @@
 //! (bounded by the block limits the unit reports), and WRITE SAME writes from a pattern buffer of
 //! at most [`PATTERN_BYTES`].
 
-use std::{
-    io,
-    sync::atomic::{AtomicBool, Ordering},
-};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use super::{DeviceInfo, Failure, LogicalUnit};
 use crate::{
@@ -34,13 +31,11 @@ fn err<B>(buf: B, f: impl Into<Failure>) -> IoResult<B> {
     (Err(f.into()), buf, 0)
 }
 
-fn read_error(e: &io::Error) -> Sense {
-    let _ = e;
+fn read_error() -> Sense {
     Sense::new(SenseKey::MEDIUM_ERROR, Asc::UNRECOVERED_READ_ERROR)
 }
 
-fn write_error(e: &io::Error) -> Sense {
-    let _ = e;
+fn write_error() -> Sense {
     Sense::new(SenseKey::MEDIUM_ERROR, Asc::WRITE_ERROR)
 }
 
@@ -88,10 +83,6 @@ impl<S: BlockBackend> LogicalUnit<S> {
         blocks << self.shift
     }
 
-    fn write_through(&self) -> bool {
-        !self.lock().mode.write_cache()
-    }
-
     /// Runs a block I/O command.
     pub(super) async fn block_io<B: IoBuf>(
         &self,
@@ -114,14 +105,15 @@ impl<S: BlockBackend> LogicalUnit<S> {
                 let (r, buf) = self.backend.read_at(self.bytes(rw.lba), buf, 0..n).await;
                 match r {
                     Ok(()) => (Ok(Status::GOOD), buf, n),
-                    Err(e) => err(buf, read_error(&e)),
+                    Err(_) => err(buf, read_error()),
                 }
             }
             Cdb::Write(rw) => {
                 if let Err(s) = self.check_rw(dev, &rw, true, max) {
                     return err(buf, s);
                 }
-                self.write(rw.lba, rw.blocks, rw.fua, buf).await
+                self.write(rw.lba, rw.blocks, rw.fua || !dev.write_cache, buf)
+                    .await
             }
             Cdb::WriteAndVerify { rw, bytchk } => {
                 if let Err(s) = self.check_rw(dev, &rw, true, max) {
@@ -161,7 +153,8 @@ impl<S: BlockBackend> LogicalUnit<S> {
                     return err(buf, Sense::invalid_cdb_field(10, None));
                 }
                 let _g = self.atomic.write().await;
-                self.write_locked(rw.lba, rw.blocks, rw.fua, buf).await
+                self.write_locked(rw.lba, rw.blocks, rw.fua || !dev.write_cache, buf)
+                    .await
             }
             Cdb::WriteSame {
                 rw,
@@ -181,7 +174,7 @@ impl<S: BlockBackend> LogicalUnit<S> {
                 }
                 match self.backend.flush().await {
                     Ok(()) => ok(buf),
-                    Err(e) => err(buf, write_error(&e)),
+                    Err(_) => err(buf, write_error()),
                 }
             }
             Cdb::PreFetch { lba, blocks, .. } => {
@@ -190,22 +183,6 @@ impl<S: BlockBackend> LogicalUnit<S> {
                 match self.range(dev, lba, u64::from(blocks)) {
                     Ok(()) => ok(buf),
                     Err(s) => err(buf, s),
-                }
-            }
-            Cdb::GetLbaStatus { lba, alloc_len } => {
-                if lba >= dev.num_blocks {
-                    return err(buf, lba_out_of_range());
-                }
-                let r = self.lba_status(dev, lba, alloc_len).await;
-                match r {
-                    Ok(data) => {
-                        let mut buf = buf;
-                        let out = buf.as_mut_bytes();
-                        let n = data.len().min(out.len()).min(alloc_len as usize);
-                        out[..n].copy_from_slice(&data[..n]);
-                        (Ok(Status::GOOD), buf, n)
-                    }
-                    Err(f) => err(buf, f),
                 }
             }
             Cdb::Sanitize {
@@ -223,6 +200,7 @@ impl<S: BlockBackend> LogicalUnit<S> {
     }
 
     /// WRITE: the data-out must hold the whole transfer; extra data is ignored (underflow).
+    /// `fua` already includes write-through for a disabled write cache.
     async fn write<B: IoBuf>(&self, lba: u64, blocks: u32, fua: bool, buf: B) -> IoResult<B> {
         let _g = self.atomic.read().await;
         self.write_locked(lba, blocks, fua, buf).await
@@ -242,11 +220,10 @@ impl<S: BlockBackend> LogicalUnit<S> {
         if buf.as_bytes().len() < n {
             return err(buf, short_data_out());
         }
-        let fua = fua || self.write_through();
         let (r, buf) = self.backend.write_at(self.bytes(lba), buf, 0..n, fua).await;
         match r {
             Ok(()) => ok(buf),
-            Err(e) => err(buf, write_error(&e)),
+            Err(_) => err(buf, write_error()),
         }
     }
 
@@ -257,7 +234,7 @@ impl<S: BlockBackend> LogicalUnit<S> {
             .backend
             .read_at(self.bytes(lba), vec![0u8; n], 0..n)
             .await;
-        r.map(|()| v).map_err(|e| read_error(&e))
+        r.map(|()| v).map_err(|_| read_error())
     }
 
     async fn verify<B: IoBuf>(&self, dev: &DeviceInfo, rw: Rw, bytchk: u8, buf: B) -> IoResult<B> {
@@ -325,14 +302,14 @@ impl<S: BlockBackend> LogicalUnit<S> {
         if let Some(at) = first_difference(&buf.as_bytes()[..n], &medium) {
             return err(buf, miscompare(at));
         }
-        let fua = rw.fua || self.write_through();
+        let fua = rw.fua || !dev.write_cache;
         let (r, buf) = self
             .backend
             .write_at(self.bytes(rw.lba), buf, n..2 * n, fua)
             .await;
         match r {
             Ok(()) => ok(buf),
-            Err(e) => err(buf, write_error(&e)),
+            Err(_) => err(buf, write_error()),
         }
     }
 
@@ -355,14 +332,14 @@ impl<S: BlockBackend> LogicalUnit<S> {
         for (m, d) in medium.iter_mut().zip(buf.as_bytes()) {
             *m |= d;
         }
-        let fua = rw.fua || self.write_through();
+        let fua = rw.fua || !dev.write_cache;
         let (r, _) = self
             .backend
             .write_at(self.bytes(rw.lba), medium, 0..n, fua)
             .await;
         match r {
             Ok(()) => ok(buf),
-            Err(e) => err(buf, write_error(&e)),
+            Err(_) => err(buf, write_error()),
         }
     }
 
@@ -417,11 +394,11 @@ impl<S: BlockBackend> LogicalUnit<S> {
                 .await
             {
                 Ok(()) => ok(buf),
-                Err(e) => err(buf, write_error(&e)),
+                Err(_) => err(buf, write_error()),
             };
         }
         let block = (!ndob).then(|| &buf.as_bytes()[..bs]);
-        match self.fill(rw.lba, blocks, block).await {
+        match self.fill(rw.lba, blocks, block, !dev.write_cache).await {
             Ok(()) => ok(buf),
             Err(s) => err(buf, s),
         }
@@ -471,7 +448,7 @@ impl<S: BlockBackend> LogicalUnit<S> {
                 self.backend
                     .discard(self.bytes(lba), self.bytes(u64::from(blocks)))
                     .await
-                    .map_err(|e| write_error(&e))?;
+                    .map_err(|_| write_error())?;
             }
         }
         Ok(())
@@ -525,9 +502,10 @@ impl<S: BlockBackend> LogicalUnit<S> {
                     // the last pass writes the pattern itself.
                     let flip = invert && (count - 1 - pass) % 2 == 1;
                     let this: Vec<u8> = block.iter().map(|&b| if flip { !b } else { b }).collect();
-                    self.fill(0, dev.num_blocks, Some(&this)).await?;
+                    self.fill(0, dev.num_blocks, Some(&this), !dev.write_cache)
+                        .await?;
                 }
-                self.backend.flush().await.map_err(|e| write_error(&e))?;
+                self.backend.flush().await.map_err(|_| write_error())?;
                 Ok(())
             }
             BLOCK_ERASE => {
@@ -542,8 +520,8 @@ impl<S: BlockBackend> LogicalUnit<S> {
                 self.backend
                     .discard(0, self.bytes(dev.num_blocks))
                     .await
-                    .map_err(|e| write_error(&e))?;
-                self.backend.flush().await.map_err(|e| write_error(&e))?;
+                    .map_err(|_| write_error())?;
+                self.backend.flush().await.map_err(|_| write_error())?;
                 Ok(())
             }
             EXIT_FAILURE_MODE => {
@@ -567,7 +545,13 @@ impl<S: BlockBackend> LogicalUnit<S> {
 
     /// Writes `block` (or zeros) over `blocks` blocks from `lba`, from a pattern buffer of at
     /// most [`PATTERN_BYTES`]. The caller holds the lock it needs.
-    async fn fill(&self, lba: u64, blocks: u64, block: Option<&[u8]>) -> Result<(), Sense> {
+    async fn fill(
+        &self,
+        lba: u64,
+        blocks: u64,
+        block: Option<&[u8]>,
+        fua: bool,
+    ) -> Result<(), Sense> {
         let bs = self.block_size as usize;
         let per = (PATTERN_BYTES / bs).max(1) as u64;
         let chunk_blocks = blocks.min(per);
@@ -577,7 +561,6 @@ impl<S: BlockBackend> LogicalUnit<S> {
                 b.copy_from_slice(block);
             }
         }
-        let fua = self.write_through();
         let mut done = 0u64;
         while done < blocks {
             let now = (blocks - done).min(chunk_blocks);
@@ -587,7 +570,7 @@ impl<S: BlockBackend> LogicalUnit<S> {
                 .write_at(self.bytes(lba + done), pattern, 0..len, fua)
                 .await;
             pattern = p;
-            r.map_err(|e| write_error(&e))?;
+            r.map_err(|_| write_error())?;
             done += now;
         }
         Ok(())
@@ -595,12 +578,15 @@ impl<S: BlockBackend> LogicalUnit<S> {
 
     /// GET LBA STATUS parameter data from `lba` on, at most as many descriptors as
     /// `alloc_len` holds.
-    async fn lba_status(
+    pub(super) async fn lba_status(
         &self,
         dev: &DeviceInfo,
         lba: u64,
         alloc_len: u32,
     ) -> Result<Vec<u8>, Failure> {
+        if lba >= dev.num_blocks {
+            return Err(lba_out_of_range().into());
+        }
         let room = (alloc_len as usize).saturating_sub(8) / 16;
         let max = room.clamp(1, MAX_LBA_STATUS_DESCRIPTORS);
         let mut out = vec![0u8; 8];
@@ -610,7 +596,7 @@ impl<S: BlockBackend> LogicalUnit<S> {
                 .backend
                 .block_state(self.bytes(at), self.bytes(dev.num_blocks - at))
                 .await
-                .map_err(|e| read_error(&e))?;
+                .map_err(|_| read_error())?;
             let blocks = (run >> self.shift).max(1).min(dev.num_blocks - at);
             let blocks32 = blocks.min(u64::from(u32::MAX));
             out.extend_from_slice(&at.to_be_bytes());

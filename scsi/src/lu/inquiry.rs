@@ -363,6 +363,7 @@ mod tests {
                 thin,
                 discard_zeroes,
             },
+            write_cache: true,
         }
     }
 

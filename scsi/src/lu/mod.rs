@@ -31,6 +31,8 @@ pub(crate) struct DeviceInfo {
     pub read_only: bool,
     /// Provisioning reported to initiators.
     pub provisioning: Provisioning,
+    /// The caching mode page's WCE: when clear, every write is written through.
+    pub write_cache: bool,
 }
 
 /// How a command fails.

@@ -558,6 +558,7 @@ mod tests {
             num_blocks,
             read_only: false,
             provisioning,
+            write_cache: true,
         }
     }
 

@@ -234,6 +234,7 @@ impl<S: BlockBackend> LogicalUnit<S> {
                 .cfg
                 .provisioning
                 .unwrap_or_else(|| self.backend.provisioning()),
+            write_cache: st.mode.write_cache(),
         }
     }
 
@@ -253,28 +254,29 @@ impl<S: BlockBackend> LogicalUnit<S> {
             Err(f) => return fail(c, f),
         };
         c.transfer_len = cmd.transfer(self.block_size).len();
-        let result = if is_block_io(&cmd) {
+        let reply = if let Cdb::GetLbaStatus { lba, alloc_len } = cmd {
+            self.lba_status(&dev, lba, alloc_len).await.map(Reply::Data)
+        } else if is_block_io(&cmd) {
             let (r, buf, data_len) = self.block_io(&cmd, &dev, c.buf).await;
             c.buf = buf;
             c.data_len = data_len;
-            if cmd_has_alloc_len(&cmd) {
-                c.transfer_len = c.transfer_len.min(data_len as u64);
-            }
-            r
+            r.map(Reply::Status)
         } else {
             self.control(nexus, &cmd, cdb, c.buf.as_bytes())
-                .map(|reply| match reply {
-                    Reply::Data(data) => {
-                        c.transfer_len = c.transfer_len.min(data.len() as u64);
-                        let out = c.buf.as_mut_bytes();
-                        let n = data.len().min(out.len()).min(c.transfer_len as usize);
-                        out[..n].copy_from_slice(&data[..n]);
-                        c.data_len = n;
-                        Status::GOOD
-                    }
-                    Reply::Status(s) => s,
-                })
         };
+        // Data built by the unit: the transfer length is what it would send within the
+        // allocation length; the buffer (the expected length) may cut it further.
+        let result = reply.map(|reply| match reply {
+            Reply::Data(data) => {
+                c.transfer_len = c.transfer_len.min(data.len() as u64);
+                let out = c.buf.as_mut_bytes();
+                let n = data.len().min(out.len()).min(c.transfer_len as usize);
+                out[..n].copy_from_slice(&data[..n]);
+                c.data_len = n;
+                Status::GOOD
+            }
+            Reply::Status(s) => s,
+        });
         match result {
             Ok(status) => {
                 c.status = status;
@@ -634,11 +636,6 @@ fn is_block_io(cmd: &Cdb) -> bool {
             | Cdb::GetLbaStatus { .. }
             | Cdb::Sanitize { .. }
     )
-}
-
-/// Block commands whose transfer length is an allocation length (the device may send less).
-fn cmd_has_alloc_len(cmd: &Cdb) -> bool {
-    matches!(cmd, Cdb::GetLbaStatus { .. })
 }
 
 /// Commands that access the medium: refused with MEDIUM NOT PRESENT when it is ejected.
