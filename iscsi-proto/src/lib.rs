@@ -16,6 +16,9 @@
 //! - [`serial`]: CmdSN, StatSN, DataSN and R2TSN newtypes with RFC 1982 serial arithmetic, and
 //!   the task tags [`Itt`] / [`Ttt`] with their reserved value.
 //! - [`digest`]: hardware-accelerated CRC32C.
+//! - [`auth`]: CHAP (RFC 7143 §12.1.3; MD5, SHA-1, SHA-256, SHA3-256) for both roles.
+//! - [`datamover`]: the RFC 5047 datamover trait that iSCSI/TCP and iSER implement.
+//! - [`target`]: the target's login and full-feature-phase state machines, and SendTargets.
 //! - [`text`]: `key=value` text parsing, C-bit reassembly under a bound, the table of every
 //!   standard key, and one sans-IO negotiator used by both login roles.
 //!
@@ -23,10 +26,13 @@
 //! buffer (the transport reads the socket straight into it) and hands out slices of it.
 #![forbid(unsafe_code)]
 
+pub mod auth;
+pub mod datamover;
 pub mod deframer;
 pub mod digest;
 pub mod pdu;
 pub mod serial;
+pub mod target;
 pub mod text;
 
 #[cfg(any(fuzzing, feature = "fuzzing"))]

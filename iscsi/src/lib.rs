@@ -9,5 +9,8 @@
 //! core; the runtimes arrive with the target and initiator issues.
 #![forbid(unsafe_code)]
 
+pub mod target;
+
 pub use iscsi_proto as proto;
+pub use iscsi_tcp as tcp;
 pub use scsi_core as scsi;

@@ -162,23 +162,24 @@ async fn read_residuals_follow_the_expected_length() {
 async fn write_residuals_never_write_past_the_expected_length() {
     let h = Harness::new().await;
     h.write(0, vec![b'a'; 2 * BS]).await;
-    // Expected length shorter than the CDB's: refused, nothing written, overflow reported.
-    for short in [0, 200, BS] {
+    // Expected length shorter than the CDB's: GOOD, exactly the bytes received are written
+    // (a partial block included), nothing past them; the overflow is reported.
+    for short in [0, 200, BS, BS + 100] {
+        h.write(0, vec![b'a'; 2 * BS]).await;
         let c = h
             .run(&h.a, Cdb::Write(Rw::new(0, 2)), vec![b'b'; short])
             .await;
-        expect_sense(
-            &c,
-            SenseKey::ILLEGAL_REQUEST,
-            Asc::INVALID_FIELD_IN_COMMAND_IU,
-        );
+        expect_good(&c);
         assert_eq!(
             c.residual(short as u64),
             Residual::Overflow((2 * BS - short) as u64)
         );
-        assert_eq!(h.read(0, 2).await, vec![b'a'; 2 * BS]);
+        let got = h.read(0, 2).await;
+        assert!(got[..short].iter().all(|&x| x == b'b'), "short {short}");
+        assert!(got[short..].iter().all(|&x| x == b'a'), "short {short}");
     }
     // Expected length longer: the CDB's length is written, underflow reported.
+    h.write(0, vec![b'a'; 2 * BS]).await;
     let c = h
         .run(&h.a, Cdb::Write(Rw::new(0, 1)), vec![b'b'; 2 * BS])
         .await;

@@ -199,7 +199,8 @@ impl<S: BlockBackend> LogicalUnit<S> {
         }
     }
 
-    /// WRITE: the data-out must hold the whole transfer; extra data is ignored (underflow).
+    /// WRITE: writes the blocks the data-out holds, at most the transfer length; extra data is
+    /// ignored (underflow), missing blocks are not written (overflow: the residual says so).
     /// `fua` already includes write-through for a disabled write cache.
     async fn write<B: IoBuf>(&self, lba: u64, blocks: u32, fua: bool, buf: B) -> IoResult<B> {
         let _g = self.atomic.read().await;
@@ -217,14 +218,46 @@ impl<S: BlockBackend> LogicalUnit<S> {
         if n == 0 {
             return ok(buf);
         }
-        if buf.as_bytes().len() < n {
-            return err(buf, short_data_out());
+        // A data-out shorter than the command (the transport's expected length cut it, an
+        // iSCSI residual overflow): exactly the bytes received are written, nothing more.
+        let have = buf.as_bytes().len();
+        if have >= n {
+            let (r, buf) = self.backend.write_at(self.bytes(lba), buf, 0..n, fua).await;
+            return match r {
+                Ok(()) => ok(buf),
+                Err(_) => err(buf, write_error()),
+            };
         }
-        let (r, buf) = self.backend.write_at(self.bytes(lba), buf, 0..n, fua).await;
-        match r {
-            Ok(()) => ok(buf),
-            Err(_) => err(buf, write_error()),
+        let bs = self.block_size as usize;
+        let whole = have - have % bs;
+        let mut buf = buf;
+        if whole > 0 {
+            let (r, b) = self
+                .backend
+                .write_at(self.bytes(lba), buf, 0..whole, fua)
+                .await;
+            buf = b;
+            if r.is_err() {
+                return err(buf, write_error());
+            }
         }
+        if whole < have {
+            // The partial last block: read, overlay what was received, write back.
+            let tail_lba = lba + (whole / bs) as u64;
+            let mut block = match self.read_scratch(tail_lba, 1).await {
+                Ok(b) => b,
+                Err(s) => return err(buf, s),
+            };
+            block[..have - whole].copy_from_slice(&buf.as_bytes()[whole..have]);
+            let (r, _) = self
+                .backend
+                .write_at(self.bytes(tail_lba), block, 0..bs, fua)
+                .await;
+            if r.is_err() {
+                return err(buf, write_error());
+            }
+        }
+        ok(buf)
     }
 
     /// Reads `blocks` at `lba` into a new scratch buffer.
@@ -286,6 +319,10 @@ impl<S: BlockBackend> LogicalUnit<S> {
             return err(buf, s);
         }
         if rw.blocks == 0 {
+            // No blocks but data offered (a block count that wrapped): refused.
+            if !buf.as_bytes().is_empty() {
+                return err(buf, Sense::invalid_cdb_field(13, None));
+            }
             return ok(buf);
         }
         let n = self.bytes(u64::from(rw.blocks)) as usize;

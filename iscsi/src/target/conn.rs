@@ -1,0 +1,627 @@
+//! One connection: login, then the full feature phase, driven by one task.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::pin::pin;
+use std::sync::Arc;
+use std::time::Instant as StdInstant;
+
+use bytes::Bytes;
+use futures_util::StreamExt;
+use futures_util::stream::FuturesUnordered;
+use iscsi_proto::auth::TargetAuthConfig;
+use iscsi_proto::datamover::{DataBuffer, Datamover, Notify};
+use iscsi_proto::pdu::{LoginStatus, Lun, Pdu, ScsiStatus, TaskMgmtFunction, TmfResponse, Tsih};
+use iscsi_proto::serial::{Itt, StatSn};
+use iscsi_proto::target::{
+    Event, LoginConfig, LoginHost, LoginIdentity, LoginStep, NewCommand, Reply, ScsiOutcome,
+    SendTargetsQuery, TargetLogin, TargetRecord, TargetSession, TmfRequest, encode_send_targets,
+};
+use iscsi_proto::text::{Role, SessionType};
+use iscsi_tcp::TcpDatamover;
+use scsi_core::backend::{BlockBackend, IoBuf};
+use scsi_core::lu::{LogicalUnit, ResetKind};
+use scsi_core::{Asc, ItNexus, Sense, SenseFormat};
+use tokio::net::TcpStream;
+use tokio::sync::mpsc;
+use tokio::time::{Instant, sleep_until, timeout_at};
+use tracing::{Instrument, debug, info, info_span, warn};
+
+use super::registry::Ctl;
+use super::{Shared, stopped};
+
+/// A datamover buffer seen as a SCSI task buffer.
+struct TaskBuf<T>(T);
+
+impl<T: DataBuffer> IoBuf for TaskBuf<T> {
+    fn as_bytes(&self) -> &[u8] {
+        self.0.as_bytes()
+    }
+    fn as_mut_bytes(&mut self) -> &mut [u8] {
+        self.0.as_mut_bytes()
+    }
+}
+
+/// A CDB without an allocation for the common (≤ 16 bytes) case.
+enum CdbBuf {
+    Short([u8; 16]),
+    Long(Vec<u8>),
+}
+
+impl CdbBuf {
+    fn new(cmd: &NewCommand) -> Self {
+        match &cmd.extended_cdb {
+            None => CdbBuf::Short(cmd.cdb),
+            Some(_) => CdbBuf::Long(cmd.cdb_bytes()),
+        }
+    }
+    fn as_slice(&self) -> &[u8] {
+        match self {
+            CdbBuf::Short(c) => c,
+            CdbBuf::Long(v) => v,
+        }
+    }
+}
+
+/// Where a command goes.
+enum Dest<B> {
+    Unit(Arc<LogicalUnit<B>>),
+    ReportLuns(Arc<[u16]>),
+    NoUnit,
+}
+
+/// A task waiting for its data-out.
+struct Waiting<T> {
+    lun: Lun,
+    cdb: CdbBuf,
+    buf: Option<T>,
+}
+
+fn fill_random(buf: &mut [u8]) {
+    if getrandom::fill(buf).is_err() {
+        // No OS randomness: fall back on the clock (challenges stay unique per login).
+        let t = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0);
+        for (i, b) in buf.iter_mut().enumerate() {
+            *b = (t >> ((i % 16) * 8)) as u8 ^ (i as u8).wrapping_mul(151);
+        }
+    }
+}
+
+/// Runs the SCSI part of one task.
+async fn execute<B: BlockBackend, T: DataBuffer>(
+    dest: Dest<B>,
+    nexus: Arc<ItNexus>,
+    itt: Itt,
+    cdb: CdbBuf,
+    buf: T,
+) -> (Itt, ScsiOutcome, T) {
+    let cdb = cdb.as_slice();
+    match dest {
+        Dest::Unit(lu) => {
+            let c = lu.execute(&nexus, cdb, TaskBuf(buf)).await;
+            let outcome = ScsiOutcome {
+                status: ScsiStatus(c.status.0),
+                sense: c.sense_bytes().map(Bytes::from),
+                data_len: u32::try_from(c.data_len).unwrap_or(u32::MAX),
+                transfer_len: c.transfer_len,
+            };
+            (itt, outcome, c.buf.0)
+        }
+        Dest::ReportLuns(luns) => {
+            let mut buf = buf;
+            let outcome = match scsi_core::lu::report_luns(cdb, &luns) {
+                Ok(data) => {
+                    let alloc = u32::from_be_bytes([cdb[6], cdb[7], cdb[8], cdb[9]]) as usize;
+                    data_in(&mut buf, &data, alloc)
+                }
+                Err(sense) => check_condition(sense),
+            };
+            (itt, outcome, buf)
+        }
+        Dest::NoUnit => {
+            let mut buf = buf;
+            let outcome = if cdb[0] == 0x12 {
+                // INQUIRY to a LUN that does not exist: peripheral qualifier 011b, type 1Fh.
+                let mut data = [0u8; 36];
+                data[0] = 0x7f;
+                data[2] = 0x06;
+                data[3] = 0x02;
+                data[4] = 31;
+                let alloc = u16::from_be_bytes([cdb[3], cdb[4]]) as usize;
+                data_in(&mut buf, &data, alloc)
+            } else {
+                check_condition(Sense::illegal(Asc::LOGICAL_UNIT_NOT_SUPPORTED))
+            };
+            (itt, outcome, buf)
+        }
+    }
+}
+
+/// GOOD with `data` cut to the allocation length and the buffer.
+fn data_in<T: DataBuffer>(buf: &mut T, data: &[u8], alloc: usize) -> ScsiOutcome {
+    let n = data.len().min(alloc);
+    let out = buf.as_mut_bytes();
+    let copied = n.min(out.len());
+    out[..copied].copy_from_slice(&data[..copied]);
+    ScsiOutcome {
+        status: ScsiStatus::GOOD,
+        sense: None,
+        data_len: copied as u32,
+        transfer_len: n as u64,
+    }
+}
+
+fn check_condition(sense: Sense) -> ScsiOutcome {
+    ScsiOutcome {
+        status: ScsiStatus::CHECK_CONDITION,
+        sense: Some(Bytes::from(sense.to_vec(SenseFormat::Fixed))),
+        data_len: 0,
+        transfer_len: 0,
+    }
+}
+
+/// The login's questions, answered from the shared state.
+struct Host<'a, B> {
+    shared: &'a Shared<B>,
+    conn: u64,
+    ctl: mpsc::UnboundedSender<Ctl>,
+    node: Option<usize>,
+}
+
+impl<B: BlockBackend> LoginHost for Host<'_, B> {
+    fn authorize(&mut self, who: &LoginIdentity) -> Result<Arc<TargetAuthConfig>, LoginStatus> {
+        if who.session_type == SessionType::Discovery {
+            return Ok(Arc::new(TargetAuthConfig::default()));
+        }
+        let name = who.target_name.as_deref().unwrap_or_default();
+        let Some(i) = self.shared.nodes.iter().position(|n| n.name == name) else {
+            return Err(LoginStatus::NOT_FOUND);
+        };
+        let node = &self.shared.nodes[i];
+        if let Some(acl) = &node.acl
+            && !acl.contains(&who.initiator_name)
+        {
+            return Err(LoginStatus::AUTHORIZATION_FAILURE);
+        }
+        self.node = Some(i);
+        Ok(Arc::new(node.auth.clone()))
+    }
+
+    fn open_session(
+        &mut self,
+        who: &LoginIdentity,
+        _user: Option<&str>,
+    ) -> Result<Tsih, LoginStatus> {
+        if *self.shared.shutdown.borrow() {
+            return Err(LoginStatus::SERVICE_UNAVAILABLE);
+        }
+        let key = match (who.session_type, &who.target_name) {
+            (SessionType::Normal, Some(t)) => {
+                Some((who.initiator_name.clone(), who.isid.0, t.clone()))
+            }
+            _ => None,
+        };
+        self.shared
+            .registry
+            .open(
+                key,
+                who.tsih.0,
+                self.node,
+                self.conn,
+                self.ctl.clone(),
+                self.shared.cfg.max_sessions,
+            )
+            .map(Tsih)
+    }
+}
+
+/// Serves one accepted TCP connection.
+pub(crate) async fn serve<B: BlockBackend>(
+    shared: Arc<Shared<B>>,
+    stream: TcpStream,
+    peer: SocketAddr,
+    id: u64,
+) {
+    let span = info_span!("conn", id, %peer);
+    async move {
+        let dm = match TcpDatamover::new(stream, Role::Target) {
+            Ok(d) => d,
+            Err(e) => return warn!(error = %e, "socket setup failed"),
+        };
+        run(shared.clone(), dm, id).await;
+        shared.registry.close(id);
+        debug!("connection closed");
+    }
+    .instrument(span)
+    .await
+}
+
+/// Login then full feature phase over any datamover.
+async fn run<B: BlockBackend, D: Datamover>(shared: Arc<Shared<B>>, mut dm: D, id: u64) {
+    let (ctl_tx, mut ctl_rx) = mpsc::unbounded_channel();
+    let mut random = vec![0u8; 68];
+    fill_random(&mut random);
+    let stat_sn = u32::from_be_bytes([random[64], random[65], random[66], random[67]]);
+    let mut negotiation = shared.cfg.negotiation.clone();
+    negotiation.target_portal_group_tag = Some(shared.cfg.portal_group_tag);
+    let mut login = TargetLogin::new(
+        LoginConfig {
+            negotiation,
+            initial_stat_sn: StatSn(stat_sn),
+            queue_depth: shared.cfg.session.queue_depth,
+            random: random[..64].to_vec(),
+        },
+        false,
+    );
+    let deadline = Instant::now() + shared.cfg.login_timeout;
+    let mut node = None;
+    loop {
+        let n = match timeout_at(deadline, dm.recv()).await {
+            Err(_) => return info!("login timed out"),
+            Ok(Err(e)) => return debug!(error = %e, "connection failed during login"),
+            Ok(Ok(None)) => return debug!("peer closed during login"),
+            Ok(Ok(Some(n))) => n,
+        };
+        let req = match n {
+            Notify::Control(Pdu::LoginRequest(req)) => req,
+            Notify::Control(pdu) => {
+                return info!(opcode = ?pdu.opcode(), "non-login PDU before login completed");
+            }
+            _ => return info!("malformed PDU during login"),
+        };
+        let mut host = Host {
+            shared: &shared,
+            conn: id,
+            ctl: ctl_tx.clone(),
+            node,
+        };
+        let step = login.handle(&req, &mut host);
+        node = host.node;
+        match step {
+            LoginStep::Continue(r) => {
+                if dm.send_control(Pdu::LoginResponse(r)).is_err() {
+                    return;
+                }
+            }
+            LoginStep::Failed(r, e) => {
+                info!(error = %e, "login refused");
+                if dm.send_control(Pdu::LoginResponse(r)).is_ok() {
+                    let _ = timeout_at(Instant::now() + shared.cfg.login_timeout, dm.flush()).await;
+                }
+                return;
+            }
+            LoginStep::Complete(r) => {
+                if dm.send_control(Pdu::LoginResponse(r)).is_err() {
+                    return;
+                }
+                break;
+            }
+        }
+    }
+    let Some(outcome) = login.finish() else {
+        return;
+    };
+    dm.notice_key_values(&outcome.params);
+    let who = &outcome.identity;
+    info!(
+        initiator = %who.initiator_name,
+        target = who.target_name.as_deref().unwrap_or("-"),
+        kind = ?who.session_type,
+        tsih = outcome.tsih.0,
+        header_digest = ?outcome.params.header_digest,
+        data_digest = ?outcome.params.data_digest,
+        "logged in"
+    );
+    let nexus = Arc::new(ItNexus::iscsi(&who.initiator_name, who.isid.0, 1));
+    let session = TargetSession::new(
+        shared.cfg.session.clone(),
+        outcome.negotiator,
+        outcome.exp_cmd_sn,
+        outcome.stat_sn,
+        StdInstant::now(),
+    );
+    let mut ffp = Ffp {
+        shared: &shared,
+        node,
+        id,
+        nexus,
+        dm,
+        session,
+        waiting: HashMap::new(),
+        luns: node
+            .map(|n| shared.nodes[n].lun_numbers().into())
+            .unwrap_or_else(|| Arc::from(Vec::new())),
+    };
+    ffp.run(&mut ctl_rx).await;
+    if let Some(n) = node {
+        for lu in shared.nodes[n].luns.values() {
+            lu.nexus_lost(&ffp.nexus);
+        }
+    }
+}
+
+struct Ffp<'a, B: BlockBackend, D: Datamover> {
+    shared: &'a Shared<B>,
+    node: Option<usize>,
+    id: u64,
+    nexus: Arc<ItNexus>,
+    dm: D,
+    session: TargetSession,
+    waiting: HashMap<Itt, Waiting<D::Buffer>>,
+    luns: Arc<[u16]>,
+}
+
+impl<B: BlockBackend, D: Datamover> Ffp<'_, B, D> {
+    fn dest(&self, lun: Lun, cdb: &[u8]) -> Dest<B> {
+        if cdb.first() == Some(&0xA0) {
+            return Dest::ReportLuns(self.luns.clone());
+        }
+        let unit = self
+            .node
+            .and_then(|n| lun.index().and_then(|i| self.shared.nodes[n].luns.get(&i)));
+        match unit {
+            Some(lu) => Dest::Unit(lu.clone()),
+            None => Dest::NoUnit,
+        }
+    }
+
+    async fn run(&mut self, ctl: &mut mpsc::UnboundedReceiver<Ctl>) {
+        let mut running = FuturesUnordered::new();
+        let mut stop = self.shared.shutdown.clone();
+        let mut stopping: Option<Instant> = None;
+        let far = Instant::now() + std::time::Duration::from_secs(86400 * 365);
+        let mut timer_at = far;
+        let mut timer = pin!(sleep_until(far));
+        let mut closing = false;
+        loop {
+            // Events to actions.
+            while let Some(ev) = self.session.poll_event() {
+                match ev {
+                    Event::Command(cmd) => {
+                        let mut buf = self.dm.alloc(cmd.edtl as usize);
+                        let imm = &cmd.immediate_data;
+                        if let Some(dst) = buf.as_mut_bytes().get_mut(..imm.len()) {
+                            dst.copy_from_slice(imm);
+                        }
+                        let cdb = CdbBuf::new(&cmd);
+                        if cmd.ready {
+                            let dest = self.dest(cmd.lun, cdb.as_slice());
+                            running.push(execute(dest, self.nexus.clone(), cmd.itt, cdb, buf));
+                        } else {
+                            self.waiting.insert(
+                                cmd.itt,
+                                Waiting {
+                                    lun: cmd.lun,
+                                    cdb,
+                                    buf: Some(buf),
+                                },
+                            );
+                        }
+                    }
+                    Event::Data { itt, offset, data } => {
+                        if let Some(buf) = self.waiting.get_mut(&itt).and_then(|w| w.buf.as_mut()) {
+                            let start = offset as usize;
+                            if let Some(dst) = buf.as_mut_bytes().get_mut(start..start + data.len())
+                            {
+                                dst.copy_from_slice(&data);
+                            }
+                        }
+                    }
+                    Event::GetData(req) => {
+                        let buf = self.waiting.get_mut(&req.itt).and_then(|w| w.buf.take());
+                        if let Some(buf) = buf
+                            && self.dm.get_data(req, buf).is_err()
+                        {
+                            closing = true;
+                        }
+                    }
+                    Event::Execute { itt } => {
+                        if let Some(mut w) = self.waiting.remove(&itt)
+                            && let Some(buf) = w.buf.take()
+                        {
+                            let dest = self.dest(w.lun, w.cdb.as_slice());
+                            running.push(execute(dest, self.nexus.clone(), itt, w.cdb, buf));
+                        }
+                    }
+                    Event::Release { itt } => {
+                        self.waiting.remove(&itt);
+                        self.dm.cancel_data(itt);
+                    }
+                    Event::Send(pdu) => {
+                        closing |= self.dm.send_control(pdu).is_err();
+                    }
+                    Event::TaskManagement(req) => self.task_management(req),
+                    Event::SendTargets { itt, query } => {
+                        let text = self.send_targets(&query);
+                        self.session.send_targets_reply(itt, text);
+                    }
+                    Event::KeyValues(p) => self.dm.notice_key_values(&p),
+                    Event::Close(reason) => {
+                        debug!(?reason, "closing");
+                        closing = true;
+                    }
+                    _ => {}
+                }
+            }
+            if closing {
+                let grace = Instant::now() + self.shared.cfg.shutdown_grace;
+                let _ = timeout_at(grace, self.dm.flush()).await;
+                return;
+            }
+            if let Some(t) = self.session.poll_timeout() {
+                let t = Instant::from_std(t);
+                if t < timer_at {
+                    timer_at = t;
+                    timer.as_mut().reset(t);
+                }
+            }
+            let stop_at = stopping.unwrap_or(far);
+            tokio::select! {
+                biased;
+                n = self.dm.recv() => match n {
+                    Ok(Some(n)) => self.notify(n),
+                    Ok(None) => return debug!("peer closed the connection"),
+                    Err(e) => return info!(error = %e, "connection failed"),
+                },
+                Some((itt, outcome, buf)) = running.next(), if !running.is_empty() => {
+                    match self.session.complete(itt, outcome) {
+                        Some(Reply::Response(pdu)) => {
+                            closing |= self.dm.send_control(pdu).is_err();
+                        }
+                        Some(Reply::Data(put)) => {
+                            closing |= self.dm.put_data(put, buf).is_err();
+                        }
+                        None => {}
+                    }
+                }
+                Some(msg) = ctl.recv() => self.control(msg),
+                _ = &mut timer => {
+                    timer_at = far;
+                    timer.as_mut().reset(far);
+                    self.session.handle_timeout(StdInstant::now());
+                }
+                _ = stopped(&mut stop), if stopping.is_none() => {
+                    self.session.request_logout(self.shared.cfg.shutdown_grace.as_secs() as u16);
+                    stopping = Some(Instant::now() + self.shared.cfg.shutdown_grace);
+                }
+                _ = sleep_until(stop_at), if stopping.is_some() => {
+                    return info!("initiator did not log out in time: closing");
+                }
+            }
+        }
+    }
+
+    fn notify(&mut self, n: Notify<D::Buffer>) {
+        let now = StdInstant::now();
+        match n {
+            Notify::Control(pdu) => self.session.handle_pdu(now, pdu),
+            Notify::Malformed { header, error } => {
+                debug!(%error, "malformed PDU");
+                self.session.handle_malformed(now, &header, &error);
+            }
+            Notify::DataComplete { itt, buf } => {
+                if let Some(w) = self.waiting.get_mut(&itt) {
+                    w.buf = Some(buf);
+                }
+                self.session.data_complete(itt);
+            }
+            Notify::DataFailed { itt, buf, error } => {
+                debug!(?itt, %error, "data-out failed");
+                drop(buf);
+                self.session.data_failed(itt, error);
+            }
+            _ => {}
+        }
+    }
+
+    fn control(&mut self, msg: Ctl) {
+        match msg {
+            Ctl::Reinstated => {
+                info!("session reinstated by a new login");
+                self.session.cold_reset();
+            }
+            Ctl::Abort { node, lun } => {
+                if self.node == Some(node) {
+                    self.session.abort_for_reset(lun);
+                }
+            }
+            Ctl::ColdReset { node } => {
+                if self.node == Some(node) {
+                    self.session.cold_reset();
+                }
+            }
+        }
+    }
+
+    fn task_management(&mut self, req: TmfRequest) {
+        let Some(n) = self.node else {
+            return self.session.tmf_done(req.itt, TmfResponse::NOT_SUPPORTED);
+        };
+        let node = &self.shared.nodes[n];
+        let unit = req.lun.index().and_then(|i| node.luns.get(&i));
+        let f = req.function;
+        let response = match f {
+            TaskMgmtFunction::ABORT_TASK => TmfResponse::COMPLETE,
+            TaskMgmtFunction::ABORT_TASK_SET | TaskMgmtFunction::CLEAR_TASK_SET => match unit {
+                None => TmfResponse::LUN_DOES_NOT_EXIST,
+                Some(_) => {
+                    if f == TaskMgmtFunction::CLEAR_TASK_SET {
+                        let msg = Ctl::Abort {
+                            node: n,
+                            lun: Some(req.lun),
+                        };
+                        self.shared.registry.broadcast(n, self.id, msg);
+                    }
+                    TmfResponse::COMPLETE
+                }
+            },
+            TaskMgmtFunction::LOGICAL_UNIT_RESET => match unit {
+                None => TmfResponse::LUN_DOES_NOT_EXIST,
+                Some(lu) => {
+                    let msg = Ctl::Abort {
+                        node: n,
+                        lun: Some(req.lun),
+                    };
+                    self.shared.registry.broadcast(n, self.id, msg);
+                    lu.reset(ResetKind::LogicalUnit);
+                    TmfResponse::COMPLETE
+                }
+            },
+            TaskMgmtFunction::TARGET_WARM_RESET => {
+                let msg = Ctl::Abort { node: n, lun: None };
+                self.shared.registry.broadcast(n, self.id, msg);
+                for lu in node.luns.values() {
+                    lu.reset(ResetKind::TargetWarm);
+                }
+                TmfResponse::COMPLETE
+            }
+            TaskMgmtFunction::TARGET_COLD_RESET => {
+                self.shared
+                    .registry
+                    .broadcast(n, self.id, Ctl::ColdReset { node: n });
+                for lu in node.luns.values() {
+                    lu.reset(ResetKind::TargetCold);
+                }
+                self.session.tmf_done(req.itt, TmfResponse::COMPLETE);
+                self.session.cold_reset();
+                return;
+            }
+            _ => TmfResponse::NOT_SUPPORTED,
+        };
+        self.session.tmf_done(req.itt, response);
+    }
+
+    fn send_targets(&self, query: &SendTargetsQuery) -> Bytes {
+        let initiator = self.nexus.initiator_name();
+        let addresses: Vec<(String, u16)> = self
+            .shared
+            .portals
+            .iter()
+            .map(|p| (p.to_string(), self.shared.cfg.portal_group_tag))
+            .collect();
+        let current = self.node.map(|n| self.shared.nodes[n].name.as_str());
+        let records: Vec<TargetRecord> = self
+            .shared
+            .nodes
+            .iter()
+            .filter(|n| match query {
+                SendTargetsQuery::All => true,
+                SendTargetsQuery::Target(t) => n.name == *t,
+                SendTargetsQuery::Current => Some(n.name.as_str()) == current,
+            })
+            .filter(|n| {
+                n.acl
+                    .as_ref()
+                    .is_none_or(|acl| acl.iter().any(|a| a == initiator))
+            })
+            .map(|n| TargetRecord {
+                name: n.name.clone(),
+                addresses: addresses.clone(),
+            })
+            .collect();
+        encode_send_targets(&records)
+    }
+}

@@ -1,0 +1,357 @@
+//! The iSCSI target runtime: portals, target nodes with their LUNs and access rules, sessions.
+//!
+//! ```no_run
+//! use iscsi::target::{Target, TargetConfig, TargetNode};
+//! use iscsi::scsi::backend::RamBackend;
+//! use iscsi::scsi::lu::{LogicalUnit, LuConfig};
+//!
+//! # async fn run() -> std::io::Result<()> {
+//! let lu = LogicalUnit::new(LuConfig::new("disk0"), RamBackend::new(64 << 20)).unwrap();
+//! let node = TargetNode::new("iqn.2026-11.rs.iscsi:disk").lun(0, lu);
+//! let target = Target::bind(TargetConfig::default(), &["127.0.0.1:3260".parse().unwrap()], vec![node]).await?;
+//! let stop = target.shutdown_handle();
+//! // Later, from anywhere: `stop.shutdown()` asks initiators to log out and ends `run`.
+//! # drop(stop);
+//! target.run().await
+//! # }
+//! ```
+//!
+//! Each accepted connection gets one tokio task that drives the sans-IO login
+//! ([`iscsi_proto::target::TargetLogin`]) and then the full feature phase
+//! ([`iscsi_proto::target::TargetSession`]) over a [`iscsi_tcp::TcpDatamover`]. The SCSI
+//! commands of a connection run concurrently inside that task (a `FuturesUnordered`), so a
+//! backend that waits (files) overlaps them and the RAM backend costs no thread hop.
+
+mod conn;
+mod registry;
+
+use std::collections::BTreeMap;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use iscsi_proto::auth::{AuthPolicy, ChapCredential, TargetAuthConfig};
+use iscsi_proto::target::SessionConfig;
+use iscsi_proto::text::{Digest, LocalConfig};
+use scsi_core::backend::BlockBackend;
+use scsi_core::lu::LogicalUnit;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tracing::{info, warn};
+
+use registry::Registry;
+
+/// One iSCSI target node: a name, its logical units, who may log in and how.
+pub struct TargetNode<B> {
+    pub(crate) name: String,
+    pub(crate) alias: Option<String>,
+    pub(crate) luns: BTreeMap<u16, Arc<LogicalUnit<B>>>,
+    pub(crate) acl: Option<Vec<String>>,
+    pub(crate) auth: TargetAuthConfig,
+}
+
+impl<B: BlockBackend> TargetNode<B> {
+    /// A target named `name` (an iSCSI name: `iqn.…`, `eui.…` or `naa.…`), with no LUNs,
+    /// open to every initiator, without authentication.
+    pub fn new(name: impl Into<String>) -> Self {
+        TargetNode {
+            name: name.into(),
+            alias: None,
+            luns: BTreeMap::new(),
+            acl: None,
+            auth: TargetAuthConfig::default(),
+        }
+    }
+
+    /// Adds logical unit number `lun` (0..16383).
+    pub fn lun(mut self, lun: u16, unit: LogicalUnit<B>) -> Self {
+        self.luns.insert(lun, Arc::new(unit));
+        self
+    }
+
+    /// Sets the TargetAlias.
+    pub fn alias(mut self, alias: impl Into<String>) -> Self {
+        self.alias = Some(alias.into());
+        self
+    }
+
+    /// Admits `initiator_name` (calling it once turns the access list on: only listed
+    /// initiators may log in).
+    pub fn allow(mut self, initiator_name: impl Into<String>) -> Self {
+        self.acl
+            .get_or_insert_with(Vec::new)
+            .push(initiator_name.into());
+        self
+    }
+
+    /// Requires CHAP and admits this user (call again for more users).
+    pub fn chap(mut self, user: impl Into<String>, secret: impl Into<Vec<u8>>) -> Self {
+        self.auth.method = AuthPolicy::Chap;
+        self.auth
+            .credentials
+            .push(ChapCredential::new(user, secret));
+        self
+    }
+
+    /// The target's own name and secret for mutual CHAP (the initiator authenticates us).
+    pub fn mutual_chap(mut self, user: impl Into<String>, secret: impl Into<Vec<u8>>) -> Self {
+        self.auth.mutual = Some(ChapCredential::new(user, secret));
+        self
+    }
+
+    /// The target's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// LUN numbers, ascending.
+    pub fn lun_numbers(&self) -> Vec<u16> {
+        self.luns.keys().copied().collect()
+    }
+}
+
+/// Engine settings.
+#[derive(Clone, Debug)]
+pub struct TargetConfig {
+    /// Most sessions at once (discovery sessions included); more logins get
+    /// "out of resources" (0x0302).
+    pub max_sessions: usize,
+    /// Time a connection has to complete its login.
+    pub login_timeout: Duration,
+    /// Limits and timers of each session (queue depth, memory, NOP-In).
+    pub session: SessionConfig,
+    /// Our side of the negotiation. Digests: the accepted values, the initiator's preference
+    /// order decides among them.
+    pub negotiation: LocalConfig,
+    /// Portal group tag of every portal.
+    pub portal_group_tag: u16,
+    /// How long a graceful shutdown waits for initiators to log out.
+    pub shutdown_grace: Duration,
+}
+
+impl Default for TargetConfig {
+    fn default() -> Self {
+        let negotiation = LocalConfig {
+            header_digest: vec![Digest::None, Digest::Crc32c],
+            data_digest: vec![Digest::None, Digest::Crc32c],
+            max_recv_data_segment_length: 256 << 10,
+            max_burst_length: 16 << 20,
+            first_burst_length: 16 << 20,
+            max_outstanding_r2t: 16,
+            initial_r2t: false,
+            immediate_data: true,
+            max_connections: 1,
+            error_recovery_level: 0,
+            ..LocalConfig::default()
+        };
+        TargetConfig {
+            max_sessions: 1024,
+            login_timeout: Duration::from_secs(15),
+            session: SessionConfig::default(),
+            negotiation,
+            portal_group_tag: 1,
+            shutdown_grace: Duration::from_secs(5),
+        }
+    }
+}
+
+impl TargetConfig {
+    /// Requires CRC32C header digests (`true`) or accepts both (`false`).
+    pub fn require_header_digest(mut self, on: bool) -> Self {
+        self.negotiation.header_digest = if on {
+            vec![Digest::Crc32c]
+        } else {
+            vec![Digest::None, Digest::Crc32c]
+        };
+        self
+    }
+
+    /// Requires CRC32C data digests (`true`) or accepts both (`false`).
+    pub fn require_data_digest(mut self, on: bool) -> Self {
+        self.negotiation.data_digest = if on {
+            vec![Digest::Crc32c]
+        } else {
+            vec![Digest::None, Digest::Crc32c]
+        };
+        self
+    }
+}
+
+/// What the connections share.
+pub(crate) struct Shared<B> {
+    pub(crate) cfg: TargetConfig,
+    pub(crate) nodes: Vec<TargetNode<B>>,
+    pub(crate) portals: Vec<SocketAddr>,
+    pub(crate) registry: Registry,
+    pub(crate) shutdown: watch::Receiver<bool>,
+}
+
+/// Stops a running [`Target`]: initiators are asked to log out, in-flight commands finish,
+/// then connections close.
+#[derive(Clone, Debug)]
+pub struct ShutdownHandle(Arc<watch::Sender<bool>>);
+
+impl ShutdownHandle {
+    /// Starts the graceful shutdown.
+    pub fn shutdown(&self) {
+        let _ = self.0.send(true);
+    }
+}
+
+/// A bound iSCSI target, ready to [`run`](Target::run).
+pub struct Target<B> {
+    shared: Arc<Shared<B>>,
+    listeners: Vec<TcpListener>,
+    stop: Arc<watch::Sender<bool>>,
+}
+
+/// A configuration error.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum TargetError {
+    /// A target name is not an iSCSI name.
+    #[error("{0:?} is not an iSCSI name (iqn., eui. or naa. format)")]
+    BadName(String),
+    /// Two targets have the same name.
+    #[error("target {0} is defined twice")]
+    DuplicateName(String),
+    /// Invalid CHAP settings.
+    #[error("CHAP settings of {0}: {1}")]
+    Auth(String, String),
+    /// No portal.
+    #[error("no portal to listen on")]
+    NoPortal,
+    /// A portal could not be bound.
+    #[error("cannot listen on {0}: {1}")]
+    Bind(SocketAddr, io::Error),
+}
+
+impl From<TargetError> for io::Error {
+    fn from(e: TargetError) -> io::Error {
+        match e {
+            TargetError::Bind(_, e) => e,
+            other => io::Error::new(io::ErrorKind::InvalidInput, other.to_string()),
+        }
+    }
+}
+
+impl<B: BlockBackend> Target<B> {
+    /// Checks the configuration and binds every portal (port 0 picks a free port: see
+    /// [`Target::local_addrs`]).
+    pub async fn bind(
+        cfg: TargetConfig,
+        portals: &[SocketAddr],
+        nodes: Vec<TargetNode<B>>,
+    ) -> Result<Self, TargetError> {
+        if portals.is_empty() {
+            return Err(TargetError::NoPortal);
+        }
+        for (i, n) in nodes.iter().enumerate() {
+            if !iscsi_proto::target::is_iscsi_name(&n.name) {
+                return Err(TargetError::BadName(n.name.clone()));
+            }
+            if nodes[..i].iter().any(|m| m.name == n.name) {
+                return Err(TargetError::DuplicateName(n.name.clone()));
+            }
+            n.auth
+                .validate()
+                .map_err(|e| TargetError::Auth(n.name.clone(), e.to_string()))?;
+        }
+        let mut listeners = Vec::new();
+        let mut addrs = Vec::new();
+        for p in portals {
+            let l = TcpListener::bind(p)
+                .await
+                .map_err(|e| TargetError::Bind(*p, e))?;
+            addrs.push(l.local_addr().map_err(|e| TargetError::Bind(*p, e))?);
+            listeners.push(l);
+        }
+        let (tx, rx) = watch::channel(false);
+        let shared = Arc::new(Shared {
+            cfg,
+            nodes,
+            portals: addrs,
+            registry: Registry::default(),
+            shutdown: rx,
+        });
+        Ok(Target {
+            shared,
+            listeners,
+            stop: Arc::new(tx),
+        })
+    }
+
+    /// The bound portal addresses.
+    pub fn local_addrs(&self) -> &[SocketAddr] {
+        &self.shared.portals
+    }
+
+    /// `iscsi://host:port/target/lun` URLs (libiscsi syntax) of every LUN on every portal.
+    pub fn urls(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        for p in &self.shared.portals {
+            for n in &self.shared.nodes {
+                for lun in n.luns.keys() {
+                    out.push(format!("iscsi://{p}/{}/{lun}", n.name));
+                }
+            }
+        }
+        out
+    }
+
+    /// A handle that stops [`Target::run`].
+    pub fn shutdown_handle(&self) -> ShutdownHandle {
+        ShutdownHandle(self.stop.clone())
+    }
+
+    /// Accepts and serves connections until shut down.
+    pub async fn run(self) -> io::Result<()> {
+        let mut tasks = tokio::task::JoinSet::new();
+        for l in self.listeners {
+            let shared = self.shared.clone();
+            tasks.spawn(accept_loop(l, shared));
+        }
+        let mut stop = self.shared.shutdown.clone();
+        stopped(&mut stop).await;
+        info!("shutting down: asking initiators to log out");
+        // Accept loops end on the same signal; then wait for the connections (bounded).
+        let grace = self.shared.cfg.shutdown_grace + Duration::from_secs(1);
+        let _ =
+            tokio::time::timeout(grace, async { while tasks.join_next().await.is_some() {} }).await;
+        tasks.abort_all();
+        Ok(())
+    }
+}
+
+async fn accept_loop<B: BlockBackend>(l: TcpListener, shared: Arc<Shared<B>>) {
+    let mut conns = tokio::task::JoinSet::new();
+    let mut stop = shared.shutdown.clone();
+    let mut next_id = 0u64;
+    loop {
+        tokio::select! {
+            r = l.accept() => match r {
+                Ok((stream, peer)) => {
+                    next_id += 1;
+                    let id = next_id;
+                    let shared = shared.clone();
+                    conns.spawn(conn::serve(shared, stream, peer, id));
+                }
+                Err(e) => {
+                    warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            },
+            Some(_) = conns.join_next(), if !conns.is_empty() => {}
+            _ = stopped(&mut stop) => break,
+        }
+    }
+    drop(l);
+    // Connections see the same signal and log out their initiators.
+    while conns.join_next().await.is_some() {}
+}
+
+/// Resolves once the shutdown flag is set (or its sender is gone).
+pub(crate) async fn stopped(rx: &mut watch::Receiver<bool>) {
+    let _ = rx.wait_for(|s| *s).await;
+}
