@@ -247,6 +247,8 @@ struct Task {
     phase: Phase,
     /// Aborted while executing: its status is not sent.
     aborted: bool,
+    /// Aborted by another I_T nexus (TAS=1): it ends with TASK ABORTED.
+    aborted_by_other: bool,
     /// End of the data-out received so far (in order).
     received: u32,
     /// End of the unsolicited burst.
@@ -588,6 +590,7 @@ impl TargetSession {
                 counted: !immediate,
                 phase,
                 aborted: false,
+                aborted_by_other: false,
                 received: imm,
                 unsolicited_end,
                 next_data_sn: 0,
@@ -754,6 +757,9 @@ impl TargetSession {
         let task = self.remove_task(itt)?;
         let reply = if task.aborted {
             None
+        } else if task.aborted_by_other {
+            let status = ScsiOutcome::status(ScsiStatus::TASK_ABORTED);
+            Some(self.build_reply(itt, &task, status))
         } else {
             Some(self.build_reply(itt, &task, outcome))
         };
@@ -894,9 +900,10 @@ impl TargetSession {
         running
     }
 
-    /// Aborts every task of the session on `lun` (or all LUNs) for a reset issued by another
-    /// session (the engine calls this; statuses of running tasks are suppressed). Returns the
-    /// ITTs that were still running.
+    /// Aborts every task of the session on `lun` (or all LUNs) for a task management
+    /// function issued by another I_T nexus. With TAS=1 (what the control mode page of the
+    /// units here reports) each ends with TASK ABORTED status (SAM-5 §5.6): tasks waiting for
+    /// data at once, running ones when they complete. Returns the ITTs still running.
     pub fn abort_for_reset(&mut self, lun: Option<Lun>) -> Vec<Itt> {
         let itts: Vec<Itt> = self
             .tasks
@@ -904,7 +911,21 @@ impl TargetSession {
             .filter(|(_, t)| lun.is_none_or(|l| t.lun == l))
             .map(|(i, _)| *i)
             .collect();
-        self.abort_tasks(&itts)
+        let mut running = Vec::new();
+        for itt in itts {
+            let Some(task) = self.tasks.get_mut(&itt) else {
+                continue;
+            };
+            if task.phase == Phase::Executing {
+                task.aborted_by_other = true;
+                running.push(itt);
+            } else if let Some(task) = self.remove_task(itt) {
+                self.push(Event::Release { itt });
+                self.respond_now(itt, ScsiStatus::TASK_ABORTED, None, task.edtl);
+                self.after_task_end(itt);
+            }
+        }
+        running
     }
 
     /// Answers a task management request ([`Event::TaskManagement`]) with `response`.
