@@ -12,11 +12,27 @@
 #   LUN_SIZE=1GiB    LUN size: N, NKiB, NMiB, NGiB (ours gets ram:LUN_SIZE)
 #   TARGET_BIN=path  use this target binary instead of building it (cargo build --release)
 #   WORKLOADS="NAME:FLAGS;..." replaces the default workloads (FLAGS for iscsi-perf)
+#   PIN=split        CPU placement, the same for both targets: split = targets on the last CPU,
+#                    iscsi-perf on CPU 0 (default; needs 2+ CPUs); same = all on CPU 0; none =
+#                    the scheduler decides. On this VM a cross-CPU wake-up costs ~70 us, so an
+#                    unpinned QD1 run measures where the scheduler put the processes.
 # Only loopback addresses are used. Everything started here is stopped on exit, by PID.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 DURATION=${DURATION:-8}
+PIN=${PIN:-split}
+last_cpu=$(( $(nproc) - 1 ))
+case $PIN in
+  split) [ "$last_cpu" -ge 1 ] || PIN=same ;;
+  same|none) ;;
+  *) echo "bench-target: PIN must be split, same or none" >&2; exit 1 ;;
+esac
+case $PIN in
+  split) pin_target=(taskset -c "$last_cpu"); pin_client=(taskset -c 0) ;;
+  same) pin_target=(taskset -c 0); pin_client=(taskset -c 0) ;;
+  none) pin_target=(); pin_client=() ;;
+esac
 LUN_SIZE=${LUN_SIZE:-1GiB}
 WORKLOADS=${WORKLOADS:-"4K rand read QD32:-m 32 -b 8 -r;4K rand read QD1:-m 1 -b 8 -r;128K seq read QD8:-m 8 -b 256"}
 IQN_OURS=iqn.2026-11.rs.iscsi:bench
@@ -106,7 +122,7 @@ else
   ours_bin=${CARGO_TARGET_DIR:-target}/release/target
 fi
 [ -x "$ours_bin" ] || die "no target binary at $ours_bin"
-"$ours_bin" --listen 127.0.0.1:0 --iqn "$IQN_OURS" --lun "ram:$LUN_SIZE" \
+"${pin_target[@]}" "$ours_bin" --listen 127.0.0.1:0 --iqn "$IQN_OURS" --lun "ram:$LUN_SIZE" \
   >"$work/ours.out" 2>"$work/ours.err" &
 ours_pid=$!
 ours_url=""
@@ -125,7 +141,7 @@ while :; do
   [ -e "/var/run/tgtd/socket.$tgt_ctl" ] || break
 done
 truncate -s "$lun_bytes" "$shm_file"
-tgtd -f -C "$tgt_ctl" --iscsi "portal=127.0.0.1:$tgt_port" >"$work/tgtd.log" 2>&1 &
+"${pin_target[@]}" tgtd -f -C "$tgt_ctl" --iscsi "portal=127.0.0.1:$tgt_port" >"$work/tgtd.log" 2>&1 &
 tgtd_pid=$!
 tgt() { tgtadm -C "$tgt_ctl" --lld iscsi "$@"; }
 for _ in $(seq 100); do
@@ -144,15 +160,17 @@ iperf_line="iperf3 not installed: loopback TCP ceiling not measured"
 iperf_mbps=""
 if command -v iperf3 >/dev/null; then
   iperf_port=$(free_port)
-  iperf3 -s -1 -B 127.0.0.1 -p "$iperf_port" >/dev/null 2>&1 &
+  # Placed like the targets; -R: the server (where the targets run) sends, as a target's
+  # read data does.
+  "${pin_target[@]}" iperf3 -s -1 -B 127.0.0.1 -p "$iperf_port" >/dev/null 2>&1 &
   iperf_pid=$!
   sleep 0.5
-  if iperf3 -c 127.0.0.1 -p "$iperf_port" -t 5 -f M >"$work/iperf.out" 2>&1; then
+  if "${pin_client[@]}" iperf3 -c 127.0.0.1 -p "$iperf_port" -R -t 5 -f M >"$work/iperf.out" 2>&1; then
     # "[  5]   0.00-5.00   sec  10.1 GBytes  2069 MBytes/sec   receiver"
     iperf_mbps=$(awk '/receiver/ { for (i = 1; i <= NF; i++) if ($i == "MBytes/sec") v = $(i-1) } END { print v }' "$work/iperf.out")
     # MBytes here are MiB: to 10^6 bytes per second.
     iperf_mbps=$(awk -v m="$iperf_mbps" 'BEGIN { printf "%.0f", m * 1048576 / 1e6 }')
-    iperf_line="iperf3 loopback, 1 stream, 5 s: $iperf_mbps MB/s"
+    iperf_line="iperf3 loopback, 1 stream, server sending (-R), 5 s: $iperf_mbps MB/s"
   else
     iperf_line="iperf3 failed: $(tail -1 "$work/iperf.out")"
   fi
@@ -162,7 +180,7 @@ fi
 
 echo "ours: $ours_url (pid $ours_pid, ram:$LUN_SIZE)"
 echo "tgt:  $tgt_url (pid $tgtd_pid, $tgt_version, $lun_bytes-byte sparse file in /dev/shm)"
-echo "iscsi-perf -t $DURATION per run, order A B A B (A = ours, B = tgtd); $(nproc) CPUs"
+echo "iscsi-perf -t $DURATION per run, order A B A B (A = ours, B = tgtd); $(nproc) CPUs, PIN=$PIN"
 echo "$iperf_line"
 echo
 
@@ -171,7 +189,7 @@ run_perf() {
   local name=$1 url=$2 pid=$3 flags=$4 out=$work/perf.out cpu0 cpu1 iops bs blocks times
   cpu0=$(cpu_seconds "$pid")
   # shellcheck disable=SC2086 # FLAGS are words
-  if ! { TIMEFORMAT='%U %S'; time timeout $((DURATION + 30)) iscsi-perf $flags -t "$DURATION" "$url" \
+  if ! { TIMEFORMAT='%U %S'; time "${pin_client[@]}" timeout $((DURATION + 30)) iscsi-perf $flags -t "$DURATION" "$url" \
         >"$out" 2>&1; } 2>"$work/time"; then
     echo "FAIL: iscsi-perf against $name: $(tr '\r' '\n' <"$out" | grep -v '^ *$' | tail -2 | tr '\n' ' ')" >&2
     echo "FAIL"

@@ -30,6 +30,7 @@ use std::collections::{HashMap, VecDeque};
 use std::future::poll_fn;
 use std::io::{self, IoSlice};
 use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, ready};
 
 use bytes::{Buf, Bytes, BytesMut};
@@ -44,6 +45,58 @@ use tokio::net::TcpStream;
 const MAX_IOV: usize = 64;
 /// Room kept free in the receive buffer for one read.
 const READ_CHUNK: usize = 64 << 10;
+
+/// Buffers kept for reuse per connection.
+const POOL_BUFFERS: usize = 64;
+/// Largest buffer kept for reuse.
+const POOL_MAX_LEN: usize = 1 << 20;
+
+/// Task buffers returned after their data-in went out, reused by [`Datamover::alloc`]: a
+/// fresh large allocation costs an `mmap`, page faults and an `munmap` per command.
+#[derive(Clone, Debug, Default)]
+struct Pool(Arc<Mutex<Vec<Vec<u8>>>>);
+
+impl Pool {
+    fn take(&self, len: usize) -> Vec<u8> {
+        let reused = {
+            let mut free = self.0.lock().unwrap_or_else(|e| e.into_inner());
+            let i = free.iter().rposition(|b| b.capacity() >= len);
+            i.map(|i| free.swap_remove(i))
+        };
+        let mut v = reused.unwrap_or_else(|| Vec::with_capacity(len.max(4096)));
+        v.clear();
+        v.resize(len, 0);
+        v
+    }
+
+    fn give(&self, v: Vec<u8>) {
+        if v.capacity() > POOL_MAX_LEN {
+            return;
+        }
+        let mut free = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if free.len() < POOL_BUFFERS {
+            free.push(v);
+        }
+    }
+}
+
+/// A buffer on its way out as `Bytes`; back to the pool when the last slice is written.
+struct Pooled {
+    buf: Vec<u8>,
+    pool: Pool,
+}
+
+impl AsRef<[u8]> for Pooled {
+    fn as_ref(&self) -> &[u8] {
+        &self.buf
+    }
+}
+
+impl Drop for Pooled {
+    fn drop(&mut self) {
+        self.pool.give(std::mem::take(&mut self.buf));
+    }
+}
 
 /// A solicited transfer in progress.
 #[derive(Debug)]
@@ -70,6 +123,7 @@ pub struct TcpDatamover {
     buffers: HashMap<Itt, (Vec<u8>, u32)>,
     notes: VecDeque<Notify<Vec<u8>>>,
     eof: bool,
+    pool: Pool,
 }
 
 impl TcpDatamover {
@@ -88,6 +142,7 @@ impl TcpDatamover {
             buffers: HashMap::new(),
             notes: VecDeque::new(),
             eof: false,
+            pool: Pool::default(),
         })
     }
 
@@ -300,7 +355,7 @@ impl Datamover for TcpDatamover {
     type Error = io::Error;
 
     fn alloc(&mut self, len: usize) -> Vec<u8> {
-        vec![0; len]
+        self.pool.take(len)
     }
 
     fn send_control(&mut self, pdu: Pdu) -> io::Result<()> {
@@ -309,7 +364,11 @@ impl Datamover for TcpDatamover {
 
     fn put_data(&mut self, req: PutData, buf: Vec<u8>) -> io::Result<()> {
         let len = (req.len as usize).min(buf.len());
-        let data = Bytes::from(buf).slice(..len);
+        let data = Bytes::from_owner(Pooled {
+            buf,
+            pool: self.pool.clone(),
+        })
+        .slice(..len);
         let seg = req.max_segment_len.max(512) as usize;
         let burst = (req.max_burst_len.max(512) as usize).max(seg);
         let mut resp = req.response;

@@ -60,6 +60,9 @@ struct Args {
     /// Logical block size of every LUN.
     #[arg(long, default_value_t = 512)]
     block_size: u32,
+    /// Worker threads (1: everything on one thread, the lowest latency per command).
+    #[arg(long, default_value_t = 1)]
+    threads: usize,
 }
 
 /// The backends this program serves, as one type.
@@ -218,15 +221,34 @@ fn fnv(s: &str) -> u32 {
     })
 }
 
-#[tokio::main]
-async fn main() -> ExitCode {
+fn main() -> ExitCode {
+    let args = Args::parse();
+    let rt = if args.threads <= 1 {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(args.threads)
+            .enable_all()
+            .build()
+    };
+    match rt {
+        Ok(rt) => rt.block_on(serve(args)),
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+async fn serve(args: Args) -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
         .with_writer(io::stderr)
         .init();
-    let args = Args::parse();
     let (cfg, node) = match build(&args) {
         Ok(x) => x,
         Err(e) => {
