@@ -18,6 +18,7 @@
 //!   MaxRecvDataSegmentLength, ends each MaxBurstLength sequence with the F bit, and carries
 //!   the status in the last one when the session allows it.
 //! - **Get_Data** sends one R2T per requested transfer.
+//! - **Backpressure.** While more than 32 MiB of output waits for the peer, no input is read.
 //!
 //! ## Copies of a payload
 //! - Data-In (target reads): **0** copies in this crate; the task buffer becomes a `Bytes`
@@ -43,6 +44,9 @@ use tokio::net::TcpStream;
 
 /// Most segments handed to one vectored write.
 const MAX_IOV: usize = 64;
+/// Queued output above which no more input is read, until the peer has taken some: a peer
+/// that sends commands but does not read the answers cannot make us buffer without bound.
+const OUT_HIGH_WATER: usize = 32 << 20;
 /// Room kept free in the receive buffer for one read.
 const READ_CHUNK: usize = 64 << 10;
 
@@ -334,6 +338,10 @@ impl TcpDatamover {
             }
             if self.eof {
                 return Poll::Ready(Ok(None));
+            }
+            if self.out_bytes >= OUT_HIGH_WATER {
+                // poll_write_out registered for writability: woken when the peer reads.
+                return Poll::Pending;
             }
             ready!(self.stream.poll_read_ready(cx))?;
             let buf = self.deframer.read_buf();

@@ -248,6 +248,7 @@ async fn serve(args: Args) -> ExitCode {
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
         .with_writer(io::stderr)
+        .with_ansi(io::IsTerminal::is_terminal(&io::stderr()))
         .init();
     let (cfg, node) = match build(&args) {
         Ok(x) => x,

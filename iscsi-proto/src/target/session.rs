@@ -546,6 +546,10 @@ impl TargetSession {
         if c.itt.is_reserved() || self.tasks.contains_key(&c.itt) {
             return self.reject_pdu(&Pdu::ScsiCommand(c), RejectReason::TASK_IN_PROGRESS);
         }
+        // Immediate commands are outside the CmdSN window: bound them by the queue depth too.
+        if immediate && self.tasks.len() >= self.cfg.queue_depth as usize {
+            return self.reject_pdu(&Pdu::ScsiCommand(c), RejectReason::IMMEDIATE_COMMAND_REJECT);
+        }
         let imm = u32::try_from(c.data.len()).unwrap_or(u32::MAX);
         let edtl = c.expected_data_len;
         let first_burst = self.params.first_burst_length.min(edtl);

@@ -335,7 +335,12 @@ async fn run<B: BlockBackend, D: Datamover>(shared: Arc<Shared<B>>, mut dm: D, i
             .map(|n| shared.nodes[n].lun_numbers().into())
             .unwrap_or_else(|| Arc::from(Vec::new())),
     };
-    ffp.run(&mut ctl_rx).await;
+    let span = info_span!(
+        "session",
+        tsih = outcome.tsih.0,
+        initiator = %ffp.nexus.initiator_port()
+    );
+    ffp.run(&mut ctl_rx).instrument(span).await;
     if let Some(n) = node {
         for lu in shared.nodes[n].luns.values() {
             lu.nexus_lost(&ffp.nexus);
