@@ -198,6 +198,12 @@ pub trait Datamover: Send {
     /// return its buffer if the datamover held it.
     fn cancel_data(&mut self, itt: Itt) -> Option<Self::Buffer>;
 
+    /// Whether this datamover is iSER (RFC 7145): the login then offers or accepts
+    /// `RDMAExtensions=Yes`.
+    fn rdma_extensions(&self) -> bool {
+        false
+    }
+
     /// Notice_Key_Values and Enable_Datamover: the operational values negotiated at login,
     /// in force for everything queued after this call and everything received after the
     /// last login response.

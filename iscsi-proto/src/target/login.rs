@@ -140,6 +140,7 @@ pub struct TargetLogin {
     auth_cfg: Option<Arc<TargetAuthConfig>>,
     auth: Option<TargetAuthenticator>,
     done: bool,
+    completed: bool,
 }
 
 impl TargetLogin {
@@ -168,6 +169,7 @@ impl TargetLogin {
             auth_cfg: None,
             auth: None,
             done: false,
+            completed: false,
         }
     }
 
@@ -424,7 +426,12 @@ impl TargetLogin {
             r.transit = true;
             r.nsg = Stage::FullFeature;
             r.data = data;
-            r.max_cmd_sn = self.exp_cmd_sn.add(self.cfg.queue_depth.max(1)).sub(1);
+            // The same clamp as the session's window.
+            r.max_cmd_sn = self
+                .exp_cmd_sn
+                .add(self.cfg.queue_depth.clamp(1, 1 << 16))
+                .sub(1);
+            self.completed = true;
             return LoginStep::Complete(r);
         }
         self.stage = nsg;
@@ -442,6 +449,9 @@ impl TargetLogin {
 
     /// The ITT-independent result of a completed login. `None` if the login did not complete.
     pub fn finish(self) -> Option<LoginOutcome> {
+        if !self.completed {
+            return None;
+        }
         let identity = self.identity?;
         Some(LoginOutcome {
             params: self.negotiator.result(),

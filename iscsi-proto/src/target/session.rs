@@ -242,6 +242,8 @@ struct Task {
     lun: Lun,
     edtl: u32,
     read: bool,
+    /// Read and write: the status always goes in a SCSI Response.
+    bidi: bool,
     /// Occupies a slot of the CmdSN window (not immediate).
     counted: bool,
     phase: Phase,
@@ -285,6 +287,12 @@ fn fixed_sense(key: u8, asc: u8, ascq: u8) -> Bytes {
     Bytes::copy_from_slice(&s)
 }
 
+/// Statuses a Data-In may carry (RFC 7143 §11.7.4): GOOD, CONDITION MET and INTERMEDIATE
+/// CONDITION MET.
+fn status_may_ride(s: ScsiStatus) -> bool {
+    matches!(s.0, 0x00 | 0x04 | 0x14)
+}
+
 const ILLEGAL_REQUEST: u8 = 0x05;
 const ABORTED_COMMAND: u8 = 0x0b;
 
@@ -300,7 +308,14 @@ pub struct TargetSession {
     active: u32,
     buffered: u64,
     /// Commands that arrived ahead of ExpCmdSN, within the window.
-    pending: Vec<(CmdSn, Pdu)>,
+    /// (`None`: a CmdSN consumed by an ABORT TASK of a command that never arrived.)
+    pending: Vec<(CmdSn, Option<Pdu>)>,
+    /// Unsolicited Data-Out of commands still waiting in `pending` (bounded).
+    early_data: Vec<DataOut>,
+    /// A Text request being received in C-bit pieces: its ITT and our TTT.
+    text_in: Option<(Itt, Ttt)>,
+    /// Answers to send before the SendTargets records of this ITT.
+    text_prefix: Option<(Itt, Vec<(String, String)>)>,
     tasks: HashMap<Itt, Task>,
     next_ttt: u32,
     events: VecDeque<Event>,
@@ -339,6 +354,9 @@ impl TargetSession {
             active: 0,
             buffered: 0,
             pending: Vec::new(),
+            early_data: Vec::new(),
+            text_in: None,
+            text_prefix: None,
             tasks: HashMap::new(),
             next_ttt: 1,
             events: VecDeque::new(),
@@ -477,7 +495,8 @@ impl TargetSession {
         }
         // Non-immediate: ordered by CmdSN inside the window; outside it silently dropped
         // (RFC 7143 §3.2.2.1).
-        if cmd_sn == self.exp_cmd_sn {
+        let window_open = self.active < self.cfg.queue_depth;
+        if cmd_sn == self.exp_cmd_sn && window_open {
             self.exp_cmd_sn = self.exp_cmd_sn.next();
             self.dispatch(pdu, false);
             self.drain_pending();
@@ -486,7 +505,7 @@ impl TargetSession {
             && !self.pending.iter().any(|(sn, _)| *sn == cmd_sn)
             && self.pending.len() < self.cfg.queue_depth as usize
         {
-            self.pending.push((cmd_sn, pdu));
+            self.pending.push((cmd_sn, Some(pdu)));
         }
     }
 
@@ -498,6 +517,9 @@ impl TargetSession {
         {
             let (_, pdu) = self.pending.swap_remove(i);
             self.exp_cmd_sn = self.exp_cmd_sn.next();
+            let Some(pdu) = pdu else {
+                continue;
+            };
             self.dispatch(pdu, false);
         }
     }
@@ -591,6 +613,7 @@ impl TargetSession {
                 lun: c.lun,
                 edtl,
                 read: c.read,
+                bidi: c.read && c.write,
                 counted: !immediate,
                 phase,
                 aborted: false,
@@ -615,6 +638,16 @@ impl TargetSession {
         }));
         if phase == Phase::Soliciting {
             self.solicit(c.itt);
+        }
+        if !self.early_data.is_empty() {
+            let itt = c.itt;
+            let (mine, rest): (Vec<_>, Vec<_>) = std::mem::take(&mut self.early_data)
+                .into_iter()
+                .partition(|d| d.itt == itt);
+            self.early_data = rest;
+            for d in mine {
+                self.data_out(d);
+            }
         }
     }
 
@@ -668,15 +701,24 @@ impl TargetSession {
             return;
         }
         let Some(task) = self.tasks.get_mut(&d.itt) else {
-            return; // data of a task that ended already (refused or aborted)
+            // Data of a command waiting behind a CmdSN gap is kept for it (bounded); data of
+            // a task that ended already (refused or aborted) is dropped.
+            let queued = self
+                .pending
+                .iter()
+                .any(|(_, p)| matches!(p, Some(Pdu::ScsiCommand(c)) if c.itt == d.itt));
+            if queued && self.early_data.len() < 4 * self.cfg.queue_depth as usize {
+                self.early_data.push(d);
+            }
+            return;
         };
         let len = u32::try_from(d.data.len()).unwrap_or(u32::MAX);
-        let bad = if task.phase != Phase::Unsolicited {
-            Some(DataError::Range {
-                offset: d.buffer_offset,
-                len,
-            })
-        } else if d.data_sn.0 != task.next_data_sn {
+        if task.phase != Phase::Unsolicited {
+            // Unsolicited data after the unsolicited burst: refused, the task goes on.
+            let header = Pdu::DataOut(d).bhs().to_array();
+            return self.reject(header, RejectReason::PROTOCOL_ERROR);
+        }
+        let bad = if d.data_sn.0 != task.next_data_sn {
             Some(DataError::DataSn {
                 expected: task.next_data_sn,
                 got: d.data_sn.0,
@@ -818,7 +860,7 @@ impl TargetSession {
                 .max(512),
             max_burst_len: self.params.max_burst_length.max(512),
             response: resp,
-            status_in_data: !has_sense,
+            status_in_data: !has_sense && !task.bidi && status_may_ride(o.status),
         })
     }
 
@@ -849,7 +891,12 @@ impl TargetSession {
                     .get(&t.referenced_task_tag)
                     .is_some_and(|task| task.lun == t.lun);
                 if !found {
-                    return self.tmf_done(t.itt, TmfResponse::TASK_DOES_NOT_EXIST);
+                    let response = if self.consume_ref_cmd_sn(&t) {
+                        TmfResponse::COMPLETE
+                    } else {
+                        TmfResponse::TASK_DOES_NOT_EXIST
+                    };
+                    return self.tmf_done(t.itt, response);
                 }
                 vec![t.referenced_task_tag]
             }
@@ -883,6 +930,37 @@ impl TargetSession {
         } else {
             self.tmfs.push(PendingTmf { req, waiting });
         }
+    }
+
+    /// ABORT TASK of a task that is not here (RFC 7143 §11.5.1, case b): when RefCmdSN is in
+    /// the window and before the TMF's own CmdSN, that CmdSN counts as received (a command
+    /// still queued behind a gap is dropped, one never seen leaves no gap) and the abort is
+    /// complete.
+    fn consume_ref_cmd_sn(&mut self, t: &TaskMgmtRequest) -> bool {
+        let r = t.ref_cmd_sn;
+        let in_window = r.is_at_or_after(self.exp_cmd_sn) && r.is_at_or_before(self.max_cmd_sn());
+        if !in_window || !r.is_before(t.cmd_sn) {
+            return false;
+        }
+        match self.pending.iter().position(|(sn, _)| *sn == r) {
+            Some(i) => {
+                let referenced = match &self.pending[i].1 {
+                    Some(p) => p.itt() == t.referenced_task_tag,
+                    None => true,
+                };
+                if !referenced {
+                    return false;
+                }
+                self.pending[i].1 = None;
+                self.early_data.retain(|d| d.itt != t.referenced_task_tag);
+            }
+            None if self.pending.len() < self.cfg.queue_depth as usize => {
+                self.pending.push((r, None));
+            }
+            None => return false,
+        }
+        self.drain_pending();
+        true
     }
 
     /// Aborts tasks: those not running end now; running ones lose their status. Returns the
@@ -971,21 +1049,32 @@ impl TargetSession {
     }
 
     fn text_request(&mut self, t: TextRequest) {
-        // Continuation of our long answer.
         if !t.ttt.is_reserved() {
+            let continues_request = self.text_in == Some((t.itt, t.ttt));
             match self.text_out.take() {
+                // Continuation of our long answer.
                 Some((itt, ttt, rest)) if itt == t.itt && ttt == t.ttt => {
                     return self.send_text(itt, rest);
                 }
+                // The next piece of a request sent with the C bit: handled below.
+                _ if continues_request => {}
                 _ => return self.reject_pdu(&Pdu::TextRequest(t), RejectReason::INVALID_PDU_FIELD),
             }
+        } else if self.text_in.take().is_some() {
+            // A new request abandons a partial one.
+            self.text.reset();
         }
         self.text_out = None;
         let text = match self.text.feed(&t.data, t.cont) {
-            Ok(Some(text)) => text,
+            Ok(Some(text)) => {
+                self.text_in = None;
+                text
+            }
             Ok(None) => {
-                // More pieces follow: answer with an empty response (RFC 7143 §11.10.2).
+                // More pieces follow: answer with an empty response carrying a TTT that the
+                // next piece echoes (RFC 7143 §11.10.2, §11.10.4).
                 let ttt = self.new_ttt();
+                self.text_in = Some((t.itt, ttt));
                 return self.text_response(t.itt, ttt, false, Bytes::new());
             }
             Err(_) => {
@@ -1016,10 +1105,12 @@ impl TargetSession {
             self.push(Event::KeyValues(new));
         }
         match query {
-            Some(query) if answers.is_empty() => {
+            Some(query) => {
+                // The other answers go first, in the same response as the records.
+                self.text_prefix = (!answers.is_empty()).then_some((t.itt, answers));
                 self.push(Event::SendTargets { itt: t.itt, query })
             }
-            _ => {
+            None => {
                 let data = encode_text(&answers)
                     .map(|b| b.freeze())
                     .unwrap_or_default();
@@ -1075,6 +1166,14 @@ impl TargetSession {
     /// Answers a SendTargets query ([`Event::SendTargets`]) with the encoded text
     /// (see [`super::discovery::encode_send_targets`]).
     pub fn send_targets_reply(&mut self, itt: Itt, text: Bytes) {
+        let text = match self.text_prefix.take() {
+            Some((prefix_itt, answers)) if prefix_itt == itt => {
+                let mut all = encode_text(&answers).unwrap_or_default();
+                all.extend_from_slice(&text);
+                all.freeze()
+            }
+            _ => text,
+        };
         self.send_text(itt, text);
     }
 

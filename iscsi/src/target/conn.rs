@@ -231,7 +231,8 @@ pub(crate) async fn serve<B: BlockBackend>(
             Ok(d) => d,
             Err(e) => return warn!(error = %e, "socket setup failed"),
         };
-        run(shared.clone(), dm, id).await;
+        let local = dm.local_addr().ok();
+        run(shared.clone(), dm, id, local).await;
         shared.registry.close(id);
         debug!("connection closed");
     }
@@ -240,7 +241,12 @@ pub(crate) async fn serve<B: BlockBackend>(
 }
 
 /// Login then full feature phase over any datamover.
-async fn run<B: BlockBackend, D: Datamover>(shared: Arc<Shared<B>>, mut dm: D, id: u64) {
+async fn run<B: BlockBackend, D: Datamover>(
+    shared: Arc<Shared<B>>,
+    mut dm: D,
+    id: u64,
+    local: Option<SocketAddr>,
+) {
     let (ctl_tx, mut ctl_rx) = mpsc::unbounded_channel();
     let mut random = vec![0u8; 68];
     fill_random(&mut random);
@@ -254,7 +260,7 @@ async fn run<B: BlockBackend, D: Datamover>(shared: Arc<Shared<B>>, mut dm: D, i
             queue_depth: shared.cfg.session.queue_depth,
             random: random[..64].to_vec(),
         },
-        false,
+        dm.rdma_extensions(),
     );
     let deadline = Instant::now() + shared.cfg.login_timeout;
     let mut node = None;
@@ -331,6 +337,7 @@ async fn run<B: BlockBackend, D: Datamover>(shared: Arc<Shared<B>>, mut dm: D, i
         dm,
         session,
         waiting: HashMap::new(),
+        local,
         luns: node
             .map(|n| shared.nodes[n].lun_numbers().into())
             .unwrap_or_else(|| Arc::from(Vec::new())),
@@ -356,6 +363,8 @@ struct Ffp<'a, B: BlockBackend, D: Datamover> {
     dm: D,
     session: TargetSession,
     waiting: HashMap<Itt, Waiting<D::Buffer>>,
+    /// Our address on this connection (stands in for a wildcard portal in SendTargets).
+    local: Option<SocketAddr>,
     luns: Arc<[u16]>,
 }
 
@@ -452,7 +461,20 @@ impl<B: BlockBackend, D: Datamover> Ffp<'_, B, D> {
                 }
             }
             if closing {
+                // Commands already running finish (a write handed to the backend is not cut
+                // off); their answers go out if the connection still takes them.
                 let grace = Instant::now() + self.shared.cfg.shutdown_grace;
+                while let Ok(Some((itt, outcome, buf))) = timeout_at(grace, running.next()).await {
+                    match self.session.complete(itt, outcome) {
+                        Some(Reply::Response(pdu)) => {
+                            let _ = self.dm.send_control(pdu);
+                        }
+                        Some(Reply::Data(put)) => {
+                            let _ = self.dm.put_data(put, buf);
+                        }
+                        None => {}
+                    }
+                }
                 let _ = timeout_at(grace, self.dm.flush()).await;
                 return;
             }
@@ -493,7 +515,8 @@ impl<B: BlockBackend, D: Datamover> Ffp<'_, B, D> {
                     stopping = Some(Instant::now() + self.shared.cfg.shutdown_grace);
                 }
                 _ = sleep_until(stop_at), if stopping.is_some() => {
-                    return info!("initiator did not log out in time: closing");
+                    info!("initiator did not log out in time: closing");
+                    closing = true;
                 }
             }
         }
@@ -605,7 +628,17 @@ impl<B: BlockBackend, D: Datamover> Ffp<'_, B, D> {
             .shared
             .portals
             .iter()
-            .map(|p| (p.to_string(), self.shared.cfg.portal_group_tag))
+            .map(|p| {
+                // A portal on a wildcard address is announced with the address the initiator
+                // reached us on.
+                let mut p = *p;
+                if p.ip().is_unspecified()
+                    && let Some(l) = self.local
+                {
+                    p.set_ip(l.ip());
+                }
+                (p.to_string(), self.shared.cfg.portal_group_tag)
+            })
             .collect();
         let current = self.node.map(|n| self.shared.nodes[n].name.as_str());
         let records: Vec<TargetRecord> = self
