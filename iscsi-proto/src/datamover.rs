@@ -137,6 +137,9 @@ pub enum DataError {
     /// The F bit came too early or not on the last PDU of a sequence.
     #[error("F bit inconsistent with the solicited length")]
     FinalBit,
+    /// Data arrived with a data digest error (reported once the sequence ended).
+    #[error("data digest error in the solicited data")]
+    DataDigest,
     /// The transfer was refused by the transport (RDMA access error and the like).
     #[error("transport failure: {0}")]
     Transport(String),

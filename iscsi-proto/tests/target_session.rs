@@ -1582,7 +1582,7 @@ fn immediate_data_beyond_edtl_is_answered_not_sliced() {
     let max = h.s.max_cmd_sn();
     let cmd = h.ini.write(512, 1024, true);
     let itt = cmd.itt;
-    let r = expect_check_condition(h.send(cmd), itt, fixed_sense(0x05, 0x0c, 0x0c));
+    let r = expect_check_condition(h.send(cmd), itt, fixed_sense(0x0b, 0x0c, 0x0c));
     assert_eq!(r.exp_cmd_sn, exp.next(), "the command consumed its CmdSN");
     assert_eq!(r.max_cmd_sn, max.next(), "no task holds a slot");
     assert_eq!(h.s.task_count(), 0);
@@ -1590,13 +1590,13 @@ fn immediate_data_beyond_edtl_is_answered_not_sliced() {
     // Beyond FirstBurstLength.
     let cmd = h.ini.write(1 << 20, 65536 + 512, true);
     let itt = cmd.itt;
-    expect_check_condition(h.send(cmd), itt, fixed_sense(0x05, 0x0c, 0x0c));
+    expect_check_condition(h.send(cmd), itt, fixed_sense(0x0b, 0x0c, 0x0c));
 
     // Immediate data on a READ.
     let mut cmd = h.ini.read(4096);
     cmd.data = pattern(0, 512);
     let itt = cmd.itt;
-    expect_check_condition(h.send(cmd), itt, fixed_sense(0x05, 0x0c, 0x0c));
+    expect_check_condition(h.send(cmd), itt, fixed_sense(0x0b, 0x0c, 0x0c));
 }
 
 #[test]
@@ -1605,7 +1605,7 @@ fn immediate_data_when_immediate_data_is_no() {
     assert!(!h.params.immediate_data);
     let cmd = h.ini.write(4096, 512, true);
     let itt = cmd.itt;
-    let r = expect_check_condition(h.send(cmd), itt, fixed_sense(0x05, 0x0c, 0x0c));
+    let r = expect_check_condition(h.send(cmd), itt, fixed_sense(0x0b, 0x0c, 0x0c));
     assert!(r.underflow);
     assert_eq!(r.residual_count, 4096);
     assert_eq!(h.s.task_count(), 0);

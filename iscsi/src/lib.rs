@@ -1,12 +1,21 @@
 //! # iscsi
 //!
-//! The async iSCSI engine: Target and Initiator runtimes generic over the datamover (TCP or iSER),
-//! gluing the sans-IO [`iscsi_proto`] core to [`scsi_core`] logical units.
+//! The async iSCSI engine: runtimes generic over the datamover (TCP now, iSER next), gluing the
+//! sans-IO [`iscsi_proto`] core to [`scsi_core`] logical units.
 //!
 //! ## Design overview
-//! One driver future per connection (inbound, then outbound, then timers, then events to the
-//! application), a tracing span per session and connection. This release re-exports the protocol
-//! core; the runtimes arrive with the target and initiator issues.
+//! - [`target`]: a [`target::Target`] binds portals and serves [`target::TargetNode`]s (an
+//!   iSCSI name, LUNs from [`scsi_core`], an access list, CHAP settings). Every connection is
+//!   one tokio task that drives the sans-IO login and then the full feature phase over a
+//!   [`iscsi_proto::datamover::Datamover`]: inbound PDUs first, then finished SCSI commands,
+//!   then messages from other sessions (resets), then timers (NOP-In, shutdown). Each has a
+//!   tracing span (`conn`, then `session`).
+//! - SCSI commands of a connection run concurrently inside its task; their buffers come from
+//!   the datamover, so an RDMA datamover can hand out registered memory.
+//! - A session table allocates TSIHs, reinstates sessions and connections (RFC 7143 §6.3.5),
+//!   enforces the session limit and carries LUN and target resets to the other sessions.
+//!
+//! The initiator runtime comes with its own issue.
 #![forbid(unsafe_code)]
 
 pub mod target;

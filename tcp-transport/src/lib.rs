@@ -110,6 +110,8 @@ struct Transfer {
     len: u32,
     received: u32,
     next_data_sn: u32,
+    /// A PDU of this transfer was lost to a data digest error.
+    spoiled: bool,
 }
 
 /// An iSCSI connection over TCP.
@@ -286,6 +288,9 @@ impl TcpDatamover {
                 dst.copy_from_slice(&d.data);
             }
         }
+        if complete && t.spoiled {
+            return self.fail_task(itt, DataError::DataDigest);
+        }
         if complete {
             self.transfers.remove(&d.ttt);
             let done = match self.buffers.get_mut(&itt) {
@@ -298,6 +303,35 @@ impl TcpDatamover {
             if done && let Some((buf, _)) = self.buffers.remove(&itt) {
                 self.notes.push_back(Notify::DataComplete { itt, buf });
             }
+        }
+    }
+
+    /// A solicited Data-Out whose data digest failed (RFC 7143 §7.8): it still takes its
+    /// place in the sequence, and when the sequence ends the task fails with a digest error
+    /// (the session answers CHECK CONDITION, PROTOCOL SERVICE CRC ERROR).
+    fn spoiled_data_out(&mut self, h: &iscsi_proto::pdu::Bhs) {
+        if h.opcode != iscsi_proto::pdu::Opcode::DATA_OUT {
+            return;
+        }
+        let ttt = Ttt(h.w[0]);
+        let Some(t) = self.transfers.get_mut(&ttt) else {
+            return;
+        };
+        let (data_sn, offset, len) = (h.w[4], h.w[5], h.data_segment_len);
+        if t.itt.0 != h.itt
+            || data_sn != t.next_data_sn
+            || offset != t.offset.wrapping_add(t.received)
+            || len > t.len - t.received
+        {
+            let itt = t.itt;
+            return self.fail_task(itt, DataError::DataDigest);
+        }
+        t.next_data_sn += 1;
+        t.received += len;
+        t.spoiled = true;
+        if h.final_bit() || t.received == t.len {
+            let itt = t.itt;
+            self.fail_task(itt, DataError::DataDigest);
         }
     }
 
@@ -329,10 +363,15 @@ impl TcpDatamover {
                     )));
                 }
                 Err(e) => {
+                    let digest = matches!(e.error, iscsi_proto::PduError::DataDigest { .. });
+                    let header = e.header;
                     self.notes.push_back(Notify::Malformed {
                         header: e.raw_header,
                         error: e.error,
                     });
+                    if digest && let Some(h) = header {
+                        self.spoiled_data_out(&h);
+                    }
                     continue;
                 }
             }
@@ -442,6 +481,7 @@ impl Datamover for TcpDatamover {
                     len: r.len,
                     received: 0,
                     next_data_sn: 0,
+                    spoiled: false,
                 },
             );
         }

@@ -251,6 +251,8 @@ struct Task {
     aborted: bool,
     /// Aborted by another I_T nexus (TAS=1): it ends with TASK ABORTED.
     aborted_by_other: bool,
+    /// Some of its data-out was lost to a data digest error.
+    crc_error: bool,
     /// End of the data-out received so far (in order).
     received: u32,
     /// End of the unsolicited burst.
@@ -451,6 +453,9 @@ impl TargetSession {
     /// the connection when the PDU cannot be answered.
     pub fn handle_malformed(&mut self, now: Instant, header: &[u8], error: &PduError) {
         self.last_rx = now;
+        if matches!(error, PduError::DataDigest { .. }) {
+            self.spoiled_data_out(header);
+        }
         match (
             error.reject_reason(),
             <[u8; 48]>::try_from(header.get(..48).unwrap_or(&[])),
@@ -583,7 +588,8 @@ impl TargetSession {
             return self.reject_pdu(&Pdu::ScsiCommand(c), RejectReason::PROTOCOL_ERROR);
         }
         if unexpected {
-            let sense = fixed_sense(ILLEGAL_REQUEST, 0x0c, 0x0c);
+            // Unexpected unsolicited data (RFC 7143 §11.4.7.2: ABORTED COMMAND, 0C/0C).
+            let sense = fixed_sense(ABORTED_COMMAND, 0x0c, 0x0c);
             return self.respond_now(c.itt, ScsiStatus::CHECK_CONDITION, Some(sense), edtl);
         }
         if edtl > self.cfg.max_transfer_len {
@@ -618,6 +624,7 @@ impl TargetSession {
                 phase,
                 aborted: false,
                 aborted_by_other: false,
+                crc_error: false,
                 received: imm,
                 unsolicited_end,
                 next_data_sn: 0,
@@ -658,6 +665,10 @@ impl TargetSession {
         let Some(task) = self.tasks.get(&itt) else {
             return;
         };
+        if task.crc_error {
+            // Its unsolicited burst is over, with a piece lost to a digest error.
+            return self.fail_task(itt, DataError::DataDigest);
+        }
         let (lun, mut offset, end, mut r2t_sn) = (task.lun, task.received, task.edtl, task.r2t_sn);
         if offset >= end {
             if let Some(t) = self.tasks.get_mut(&itt) {
@@ -754,15 +765,49 @@ impl TargetSession {
         }
     }
 
+    /// An unsolicited Data-Out whose data digest failed: its place in the burst is taken (so
+    /// the PDUs after it still fit), and the task ends with a CRC error once its data is in.
+    fn spoiled_data_out(&mut self, header: &[u8]) {
+        let Ok(h) = <&[u8; 48]>::try_from(header.get(..48).unwrap_or(&[])) else {
+            return;
+        };
+        let b = crate::pdu::Bhs::from_array(h);
+        if b.opcode != crate::pdu::Opcode::DATA_OUT || !Ttt(b.w[0]).is_reserved() {
+            return;
+        }
+        let Some(task) = self.tasks.get_mut(&Itt(b.itt)) else {
+            return;
+        };
+        let (data_sn, offset, len) = (b.w[4], b.w[5], b.data_segment_len);
+        if task.phase != Phase::Unsolicited
+            || data_sn != task.next_data_sn
+            || offset != task.received
+            || u64::from(offset) + u64::from(len) > u64::from(task.unsolicited_end)
+        {
+            return;
+        }
+        task.next_data_sn = task.next_data_sn.wrapping_add(1);
+        task.received += len;
+        task.crc_error = true;
+        if b.final_bit() || task.received >= task.unsolicited_end {
+            self.fail_task(Itt(b.itt), DataError::DataDigest);
+        }
+    }
+
     /// Ends a task whose data-out failed, with CHECK CONDITION (ABORTED COMMAND).
-    fn fail_task(&mut self, itt: Itt, _error: DataError) {
+    fn fail_task(&mut self, itt: Itt, error: DataError) {
         let Some(task) = self.remove_task(itt) else {
             return;
         };
         self.push(Event::Release { itt });
         if !task.aborted {
-            // DATA PHASE ERROR
-            let sense = fixed_sense(ABORTED_COMMAND, 0x4b, 0x00);
+            // PROTOCOL SERVICE CRC ERROR for data lost to a digest error (RFC 7143 §7.8),
+            // DATA PHASE ERROR for data that broke the sequence rules.
+            let (asc, ascq) = match error {
+                DataError::DataDigest => (0x47, 0x05),
+                _ => (0x4b, 0x00),
+            };
+            let sense = fixed_sense(ABORTED_COMMAND, asc, ascq);
             self.respond_now(itt, ScsiStatus::CHECK_CONDITION, Some(sense), task.edtl);
         }
         self.after_task_end(itt);
