@@ -1236,7 +1236,11 @@ fn write_with_immediate_data_and_initial_r2t() {
     let Reply::Response(Pdu::ScsiResponse(r)) = &reply else {
         panic!("{reply:?}")
     };
-    assert_eq!(r.exp_data_sn, DataSn(5), "ExpDataSN = number of R2Ts");
+    assert_eq!(
+        r.exp_data_sn,
+        DataSn(0),
+        "ExpDataSN counts Data-In PDUs: none for a write (RFC 7143 §11.4.6)"
+    );
     assert_eq!(r.status, ScsiStatus::GOOD);
     assert!(!r.underflow && !r.overflow && r.residual_count == 0);
     assert!(r.data.is_empty());
@@ -1270,7 +1274,7 @@ fn write_without_immediate_data_solicits_everything() {
     let r = reply_response(&reply);
     assert!(r.underflow);
     assert_eq!(r.residual_count, 488);
-    assert_eq!(r.exp_data_sn, DataSn(1));
+    assert_eq!(r.exp_data_sn, DataSn(0));
 }
 
 #[test]
@@ -1386,7 +1390,7 @@ fn write_with_unsolicited_data_out() {
             },
         )
         .unwrap();
-    assert_eq!(reply_response(&reply).exp_data_sn, DataSn(2));
+    assert_eq!(reply_response(&reply).exp_data_sn, DataSn(0));
 }
 
 #[test]

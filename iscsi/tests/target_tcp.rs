@@ -1278,3 +1278,55 @@ async fn unexpected_unsolicited_data_is_aborted_command() {
     })
     .await;
 }
+
+/// Session reinstatement ends the old connection before the new session runs: the old
+/// connection's end (its I_T nexus loss) must not undo what the new session does, e.g. drop
+/// the SPC-2 reservation it takes (found in review: the old connection used to drain for the
+/// grace period and then report the nexus lost).
+#[tokio::test]
+async fn reinstatement_finishes_the_old_connection_first() {
+    within(Duration::from_secs(60), "test", async {
+        let cfg = TargetConfig {
+            shutdown_grace: Duration::from_secs(1),
+            ..TargetConfig::default()
+        };
+        let t = start(cfg, vec![disk(TARGET, 64 * MIB)]).await;
+        let mut old = Login::normal(INITIATOR, TARGET, isid(1)).ok(t.addr).await;
+        old.clear_unit_attention().await;
+        // The old connection has work queued and never reads again: 8 x 8 MiB READs.
+        for i in 0..8u32 {
+            let c = Cmd::read(cdb::read10(i * 16384, 16384), 8 << 20);
+            let itt = old.itt();
+            let sn = old.take_cmd_sn(false);
+            let pdu = old.command_pdu(&c, itt, sn, false);
+            old.send(pdu).await;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        // Reinstate (same initiator name and ISID, TSIH 0), then reserve the unit.
+        let mut new = Login::normal(INITIATOR, TARGET, isid(1)).ok(t.addr).await;
+        new.clear_unit_attention().await;
+        let mut other = Login::normal(&format!("{INITIATOR}-other"), TARGET, isid(2))
+            .ok(t.addr)
+            .await;
+        other.clear_unit_attention().await;
+        let r = new.exec(Cmd::none(vec![0x16, 0, 0, 0, 0, 0])).await; // RESERVE(6)
+        assert_eq!(r.status, ScsiStatus::GOOD, "RESERVE(6)");
+        let w = Cmd::write(cdb::write10(0, 1), Bytes::from(vec![0xaa; 512]), 512);
+        assert_eq!(
+            other.exec(w.clone()).await.status,
+            ScsiStatus::RESERVATION_CONFLICT
+        );
+        // Well past the old connection's grace period: the reservation still holds, and the
+        // new session got no late unit attention.
+        tokio::time::sleep(Duration::from_millis(2500)).await;
+        assert_eq!(
+            other.exec(w).await.status,
+            ScsiStatus::RESERVATION_CONFLICT,
+            "the old connection dropped the new session's reservation"
+        );
+        let tur = new.exec(Cmd::none(cdb::test_unit_ready())).await;
+        assert_eq!(tur.status, ScsiStatus::GOOD, "sense {:x?}", tur.sense());
+        drop(old);
+    })
+    .await;
+}

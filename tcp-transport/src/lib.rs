@@ -47,8 +47,10 @@ const MAX_IOV: usize = 64;
 /// Queued output above which no more input is read, until the peer has taken some: a peer
 /// that sends commands but does not read the answers cannot make us buffer without bound.
 const OUT_HIGH_WATER: usize = 32 << 20;
-/// Room kept free in the receive buffer for one read.
+/// Room kept free in the receive buffer for one read in full feature phase.
 const READ_CHUNK: usize = 64 << 10;
+/// The same during login (texts are at most 8 KiB a PDU; idle logins stay small).
+const LOGIN_READ_CHUNK: usize = 4 << 10;
 
 /// Buffers kept for reuse per connection.
 const POOL_BUFFERS: usize = 64;
@@ -64,13 +66,26 @@ impl Pool {
     fn take(&self, len: usize) -> Vec<u8> {
         let reused = {
             let mut free = self.0.lock().unwrap_or_else(|e| e.into_inner());
-            let i = free.iter().rposition(|b| b.capacity() >= len);
+            // The smallest buffer that fits, so that small commands leave large buffers for
+            // large ones.
+            let i = free
+                .iter()
+                .enumerate()
+                .filter(|(_, b)| b.capacity() >= len)
+                .min_by_key(|(_, b)| b.capacity())
+                .map(|(i, _)| i);
             i.map(|i| free.swap_remove(i))
         };
-        let mut v = reused.unwrap_or_else(|| Vec::with_capacity(len.max(4096)));
-        v.clear();
-        v.resize(len, 0);
-        v
+        match reused {
+            Some(mut v) => {
+                v.clear();
+                v.resize(len, 0);
+                v
+            }
+            // A fresh zeroed allocation: large ones come from the kernel's zero pages, touched
+            // only where data lands (a hostile expected length costs no memset).
+            None => vec![0; len],
+        }
     }
 
     fn give(&self, v: Vec<u8>) {
@@ -130,6 +145,7 @@ pub struct TcpDatamover {
     notes: VecDeque<Notify<Vec<u8>>>,
     eof: bool,
     pool: Pool,
+    read_chunk: usize,
 }
 
 impl TcpDatamover {
@@ -149,6 +165,7 @@ impl TcpDatamover {
             notes: VecDeque::new(),
             eof: false,
             pool: Pool::default(),
+            read_chunk: LOGIN_READ_CHUNK,
         })
     }
 
@@ -279,7 +296,7 @@ impl TcpDatamover {
         if let Some(error) = err {
             return self.fail_task(itt, error);
         }
-        t.next_data_sn += 1;
+        t.next_data_sn = t.next_data_sn.wrapping_add(1);
         t.received += len;
         let complete = t.received == t.len;
         if let Some((buf, _)) = self.buffers.get_mut(&itt) {
@@ -326,7 +343,7 @@ impl TcpDatamover {
             let itt = t.itt;
             return self.fail_task(itt, DataError::DataDigest);
         }
-        t.next_data_sn += 1;
+        t.next_data_sn = t.next_data_sn.wrapping_add(1);
         t.received += len;
         t.spoiled = true;
         if h.final_bit() || t.received == t.len {
@@ -347,9 +364,8 @@ impl TcpDatamover {
             if let Some(n) = self.notes.pop_front() {
                 return Poll::Ready(Ok(Some(n)));
             }
-            if let Poll::Ready(Err(e)) = self.poll_write_out(cx) {
-                return Poll::Ready(Err(e));
-            }
+            // Whole PDUs already received go up before anything is written, so that the
+            // answers to a batch of commands leave in one write.
             match self.deframer.next_frame() {
                 Ok(Some(frame)) => {
                     self.on_frame(frame);
@@ -375,6 +391,9 @@ impl TcpDatamover {
                     continue;
                 }
             }
+            if let Poll::Ready(Err(e)) = self.poll_write_out(cx) {
+                return Poll::Ready(Err(e));
+            }
             if self.eof {
                 return Poll::Ready(Ok(None));
             }
@@ -383,9 +402,10 @@ impl TcpDatamover {
                 return Poll::Pending;
             }
             ready!(self.stream.poll_read_ready(cx))?;
+            let chunk = self.read_chunk;
             let buf = self.deframer.read_buf();
-            if buf.capacity() - buf.len() < READ_CHUNK {
-                buf.reserve(READ_CHUNK);
+            if buf.capacity() - buf.len() < chunk {
+                buf.reserve(chunk);
             }
             match self.stream.try_read_buf(buf) {
                 Ok(0) => self.eof = true,
@@ -500,6 +520,7 @@ impl Datamover for TcpDatamover {
     }
 
     fn notice_key_values(&mut self, params: &NegotiatedParams) {
+        self.read_chunk = READ_CHUNK;
         self.send_digests = Digests {
             header: params.header_digest == Digest::Crc32c,
             data: params.data_digest == Digest::Crc32c,

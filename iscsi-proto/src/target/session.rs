@@ -509,9 +509,21 @@ impl TargetSession {
             && cmd_sn.is_at_or_before(self.max_cmd_sn())
             && !self.pending.iter().any(|(sn, _)| *sn == cmd_sn)
             && self.pending.len() < self.cfg.queue_depth as usize
+            && self.parked_bytes() + pdu.data().len() as u64 <= self.cfg.max_buffered / 4
         {
             self.pending.push((cmd_sn, Some(pdu)));
         }
+    }
+
+    /// Bytes held for commands (and their data) waiting behind a CmdSN gap.
+    fn parked_bytes(&self) -> u64 {
+        let cmds: usize = self
+            .pending
+            .iter()
+            .map(|(_, p)| p.as_ref().map_or(0, |p| p.data().len()))
+            .sum();
+        let data: usize = self.early_data.iter().map(|d| d.data.len()).sum();
+        (cmds + data) as u64
     }
 
     fn drain_pending(&mut self) {
@@ -718,7 +730,10 @@ impl TargetSession {
                 .pending
                 .iter()
                 .any(|(_, p)| matches!(p, Some(Pdu::ScsiCommand(c)) if c.itt == d.itt));
-            if queued && self.early_data.len() < 4 * self.cfg.queue_depth as usize {
+            if queued
+                && self.early_data.len() < 4 * self.cfg.queue_depth as usize
+                && self.parked_bytes() + d.data.len() as u64 <= self.cfg.max_buffered / 4
+            {
                 self.early_data.push(d);
             }
             return;
@@ -883,7 +898,9 @@ impl TargetSession {
             overflow,
             underflow,
             residual_count: residual,
-            exp_data_sn: DataSn(task.r2t_sn),
+            // Data-In PDUs sent: counted by the datamover that sends them; 0 otherwise
+            // (RFC 7143 §11.4.6).
+            exp_data_sn: DataSn(0),
             data: o
                 .sense
                 .map(|s| ScsiResponse::sense_segment(&s))
@@ -972,6 +989,9 @@ impl TargetSession {
         };
         if waiting.is_empty() {
             self.push(Event::TaskManagement(req));
+        } else if self.tmfs.len() >= self.cfg.queue_depth as usize {
+            // As many functions already wait for running tasks: refused (bounded memory).
+            self.tmf_done(req.itt, TmfResponse::REJECTED);
         } else {
             self.tmfs.push(PendingTmf { req, waiting });
         }

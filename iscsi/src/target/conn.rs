@@ -7,8 +7,8 @@ use std::sync::Arc;
 use std::time::Instant as StdInstant;
 
 use bytes::Bytes;
-use futures_util::StreamExt;
 use futures_util::stream::FuturesUnordered;
+use futures_util::{FutureExt, StreamExt};
 use iscsi_proto::auth::TargetAuthConfig;
 use iscsi_proto::datamover::{DataBuffer, Datamover, Notify};
 use iscsi_proto::pdu::{LoginStatus, Lun, Pdu, ScsiStatus, TaskMgmtFunction, TmfResponse, Tsih};
@@ -23,9 +23,9 @@ use scsi_core::backend::{BlockBackend, IoBuf};
 use scsi_core::lu::{LogicalUnit, ResetKind};
 use scsi_core::{Asc, ItNexus, Sense, SenseFormat};
 use tokio::net::TcpStream;
-use tokio::sync::mpsc;
+use tokio::sync::{OwnedSemaphorePermit, mpsc, watch};
 use tokio::time::{Instant, sleep_until, timeout_at};
-use tracing::{Instrument, debug, info, info_span, warn};
+use tracing::{Instrument, debug, error, info, info_span, warn};
 
 use super::registry::Ctl;
 use super::{Shared, stopped};
@@ -77,17 +77,10 @@ struct Waiting<T> {
     buf: Option<T>,
 }
 
-fn fill_random(buf: &mut [u8]) {
-    if getrandom::fill(buf).is_err() {
-        // No OS randomness: fall back on the clock (challenges stay unique per login).
-        let t = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos())
-            .unwrap_or(0);
-        for (i, b) in buf.iter_mut().enumerate() {
-            *b = (t >> ((i % 16) * 8)) as u8 ^ (i as u8).wrapping_mul(151);
-        }
-    }
+/// Random bytes from the OS for CHAP challenges and the initial StatSN. Without them the
+/// connection is refused: predictable challenges would defeat CHAP.
+fn fill_random(buf: &mut [u8]) -> bool {
+    getrandom::fill(buf).is_ok()
 }
 
 /// Runs the SCSI part of one task.
@@ -168,7 +161,10 @@ struct Host<'a, B> {
     shared: &'a Shared<B>,
     conn: u64,
     ctl: mpsc::UnboundedSender<Ctl>,
+    done: watch::Receiver<bool>,
     node: Option<usize>,
+    /// The connection this login reinstates: it must be gone before full feature phase.
+    replaces: Option<watch::Receiver<bool>>,
 }
 
 impl<B: BlockBackend> LoginHost for Host<'_, B> {
@@ -176,7 +172,9 @@ impl<B: BlockBackend> LoginHost for Host<'_, B> {
         if who.session_type == SessionType::Discovery {
             return Ok(Arc::new(TargetAuthConfig::default()));
         }
-        let name = who.target_name.as_deref().unwrap_or_default();
+        let Some(name) = who.target_name.as_deref() else {
+            return Err(LoginStatus::MISSING_PARAMETER);
+        };
         let Some(i) = self.shared.nodes.iter().position(|n| n.name == name) else {
             return Err(LoginStatus::NOT_FOUND);
         };
@@ -204,17 +202,15 @@ impl<B: BlockBackend> LoginHost for Host<'_, B> {
             }
             _ => None,
         };
-        self.shared
-            .registry
-            .open(
-                key,
-                who.tsih.0,
-                self.node,
-                self.conn,
-                self.ctl.clone(),
-                self.shared.cfg.max_sessions,
-            )
-            .map(Tsih)
+        let (tsih, replaces) = self.shared.registry.open(
+            key,
+            who.tsih.0,
+            self.node,
+            (self.conn, self.ctl.clone(), self.done.clone()),
+            self.shared.cfg.max_sessions,
+        )?;
+        self.replaces = replaces;
+        Ok(Tsih(tsih))
     }
 }
 
@@ -224,6 +220,7 @@ pub(crate) async fn serve<B: BlockBackend>(
     stream: TcpStream,
     peer: SocketAddr,
     id: u64,
+    login_permit: OwnedSemaphorePermit,
 ) {
     let span = info_span!("conn", id, %peer);
     async move {
@@ -232,8 +229,12 @@ pub(crate) async fn serve<B: BlockBackend>(
             Err(e) => return warn!(error = %e, "socket setup failed"),
         };
         let local = dm.local_addr().ok();
-        run(shared.clone(), dm, id, local).await;
+        let (done_tx, done_rx) = watch::channel(false);
+        run(shared.clone(), dm, id, local, login_permit, done_rx).await;
         shared.registry.close(id);
+        // A login reinstating this session waits for this: our tasks are over and the I_T
+        // nexus loss is recorded before the new session runs.
+        let _ = done_tx.send(true);
         debug!("connection closed");
     }
     .instrument(span)
@@ -246,10 +247,14 @@ async fn run<B: BlockBackend, D: Datamover>(
     mut dm: D,
     id: u64,
     local: Option<SocketAddr>,
+    login_permit: OwnedSemaphorePermit,
+    done: watch::Receiver<bool>,
 ) {
     let (ctl_tx, mut ctl_rx) = mpsc::unbounded_channel();
     let mut random = vec![0u8; 68];
-    fill_random(&mut random);
+    if !fill_random(&mut random) {
+        return error!("no random bytes from the operating system: connection refused");
+    }
     let stat_sn = u32::from_be_bytes([random[64], random[65], random[66], random[67]]);
     let mut negotiation = shared.cfg.negotiation.clone();
     negotiation.target_portal_group_tag = Some(shared.cfg.portal_group_tag);
@@ -282,10 +287,19 @@ async fn run<B: BlockBackend, D: Datamover>(
             shared: &shared,
             conn: id,
             ctl: ctl_tx.clone(),
+            done: done.clone(),
             node,
+            replaces: None,
         };
         let step = login.handle(&req, &mut host);
         node = host.node;
+        if let Some(mut old) = host.replaces.take() {
+            // Reinstatement (RFC 7143 §6.3.5): the old connection's tasks end first.
+            let until = Instant::now() + shared.cfg.shutdown_grace;
+            if timeout_at(until, old.wait_for(|d| *d)).await.is_err() {
+                warn!("the reinstated connection did not end in time");
+            }
+        }
         match step {
             LoginStep::Continue(r) => {
                 if dm.send_control(Pdu::LoginResponse(r)).is_err() {
@@ -307,6 +321,7 @@ async fn run<B: BlockBackend, D: Datamover>(
             }
         }
     }
+    drop(login_permit);
     let Some(outcome) = login.finish() else {
         return;
     };
@@ -338,6 +353,7 @@ async fn run<B: BlockBackend, D: Datamover>(
         session,
         waiting: HashMap::new(),
         local,
+        reinstated: false,
         luns: node
             .map(|n| shared.nodes[n].lun_numbers().into())
             .unwrap_or_else(|| Arc::from(Vec::new())),
@@ -365,6 +381,8 @@ struct Ffp<'a, B: BlockBackend, D: Datamover> {
     waiting: HashMap<Itt, Waiting<D::Buffer>>,
     /// Our address on this connection (stands in for a wildcard portal in SendTargets).
     local: Option<SocketAddr>,
+    /// A new login took over this session: end without finishing running commands.
+    reinstated: bool,
     luns: Arc<[u16]>,
 }
 
@@ -460,6 +478,10 @@ impl<B: BlockBackend, D: Datamover> Ffp<'_, B, D> {
                     _ => {}
                 }
             }
+            if closing && self.reinstated {
+                // The new session must not see these commands finish after its own start.
+                return;
+            }
             if closing {
                 // Commands already running finish (a write handed to the backend is not cut
                 // off); their answers go out if the connection still takes them.
@@ -490,10 +512,19 @@ impl<B: BlockBackend, D: Datamover> Ffp<'_, B, D> {
                 biased;
                 n = self.dm.recv() => match n {
                     Ok(Some(n)) => self.notify(n),
-                    Ok(None) => return debug!("peer closed the connection"),
-                    Err(e) => return info!(error = %e, "connection failed"),
+                    Ok(None) => {
+                        debug!("peer closed the connection");
+                        closing = true;
+                    }
+                    Err(e) => {
+                        info!(error = %e, "connection failed");
+                        closing = true;
+                    }
                 },
-                Some((itt, outcome, buf)) = running.next(), if !running.is_empty() => {
+                Some(first) = running.next(), if !running.is_empty() => {
+                    // Every command already finished answers now: one write for the batch.
+                    let mut next = Some(first);
+                    while let Some((itt, outcome, buf)) = next.take() {
                     match self.session.complete(itt, outcome) {
                         Some(Reply::Response(pdu)) => {
                             closing |= self.dm.send_control(pdu).is_err();
@@ -502,6 +533,8 @@ impl<B: BlockBackend, D: Datamover> Ffp<'_, B, D> {
                             closing |= self.dm.put_data(put, buf).is_err();
                         }
                         None => {}
+                    }
+                    next = running.next().now_or_never().flatten();
                     }
                 }
                 Some(msg) = ctl.recv() => self.control(msg),
@@ -549,6 +582,7 @@ impl<B: BlockBackend, D: Datamover> Ffp<'_, B, D> {
         match msg {
             Ctl::Reinstated => {
                 info!("session reinstated by a new login");
+                self.reinstated = true;
                 self.session.cold_reset();
             }
             Ctl::Abort { node, lun } => {
@@ -598,6 +632,11 @@ impl<B: BlockBackend, D: Datamover> Ffp<'_, B, D> {
                     TmfResponse::COMPLETE
                 }
             },
+            TaskMgmtFunction::TARGET_WARM_RESET | TaskMgmtFunction::TARGET_COLD_RESET
+                if !self.shared.cfg.allow_target_reset =>
+            {
+                TmfResponse::AUTHORIZATION_FAILED
+            }
             TaskMgmtFunction::TARGET_WARM_RESET => {
                 let msg = Ctl::Abort { node: n, lun: None };
                 self.shared.registry.broadcast(n, self.id, msg);

@@ -37,7 +37,7 @@ use iscsi_proto::text::{Digest, LocalConfig};
 use scsi_core::backend::BlockBackend;
 use scsi_core::lu::LogicalUnit;
 use tokio::net::TcpListener;
-use tokio::sync::watch;
+use tokio::sync::{Semaphore, watch};
 use tracing::{info, warn};
 
 use registry::Registry;
@@ -126,8 +126,18 @@ pub struct TargetConfig {
     pub negotiation: LocalConfig,
     /// Portal group tag of every portal.
     pub portal_group_tag: u16,
-    /// How long a graceful shutdown waits for initiators to log out.
+    /// How long a graceful shutdown waits for initiators to log out (and then again for
+    /// commands still running), and how long a reinstating login waits for the old
+    /// connection to end.
     pub shutdown_grace: Duration,
+    /// Connections allowed to be in their login phase at once; more are closed on accept
+    /// (half-open logins cannot pile up until the file descriptors run out).
+    pub max_logins_in_progress: usize,
+    /// Whether initiators may use TARGET WARM RESET and TARGET COLD RESET. A cold reset
+    /// closes every session of the target node and clears persistent reservations (a power
+    /// cycle), which any initiator on the access list could then do to the others: turn this
+    /// off where that matters (they are then answered "function authorization failed").
+    pub allow_target_reset: bool,
 }
 
 impl Default for TargetConfig {
@@ -152,6 +162,8 @@ impl Default for TargetConfig {
             negotiation,
             portal_group_tag: 1,
             shutdown_grace: Duration::from_secs(5),
+            max_logins_in_progress: 256,
+            allow_target_reset: true,
         }
     }
 }
@@ -315,8 +327,10 @@ impl<B: BlockBackend> Target<B> {
         let mut stop = self.shared.shutdown.clone();
         stopped(&mut stop).await;
         info!("shutting down: asking initiators to log out");
-        // Accept loops end on the same signal; then wait for the connections (bounded).
-        let grace = self.shared.cfg.shutdown_grace + Duration::from_secs(1);
+        // Accept loops end on the same signal; then wait for the connections (bounded: a
+        // connection waits up to one grace period for a logout, then up to another for its
+        // running commands).
+        let grace = 2 * self.shared.cfg.shutdown_grace + Duration::from_secs(1);
         let _ =
             tokio::time::timeout(grace, async { while tasks.join_next().await.is_some() {} }).await;
         tasks.abort_all();
@@ -326,16 +340,21 @@ impl<B: BlockBackend> Target<B> {
 
 async fn accept_loop<B: BlockBackend>(l: TcpListener, shared: Arc<Shared<B>>) {
     let mut conns = tokio::task::JoinSet::new();
+    let logins = Arc::new(Semaphore::new(shared.cfg.max_logins_in_progress.max(1)));
     let mut stop = shared.shutdown.clone();
     let mut next_id = 0u64;
     loop {
         tokio::select! {
             r = l.accept() => match r {
                 Ok((stream, peer)) => {
+                    let Ok(permit) = logins.clone().try_acquire_owned() else {
+                        warn!(%peer, "too many logins in progress: connection closed");
+                        continue;
+                    };
                     next_id += 1;
                     let id = next_id;
                     let shared = shared.clone();
-                    conns.spawn(conn::serve(shared, stream, peer, id));
+                    conns.spawn(conn::serve(shared, stream, peer, id, permit));
                 }
                 Err(e) => {
                     warn!(error = %e, "accept failed");

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 
 use iscsi_proto::pdu::{LoginStatus, Lun};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 
 /// A message to a connection task from elsewhere in the target.
 #[derive(Clone, Debug)]
@@ -32,9 +32,22 @@ type Key = (String, [u8; 6], String);
 struct Inner {
     sessions: HashMap<Key, Entry>,
     /// Connections in full feature phase, discovery ones included.
-    conns: HashMap<u64, (Option<usize>, mpsc::UnboundedSender<Ctl>)>,
+    conns: HashMap<u64, Conn>,
     next_tsih: u16,
 }
+
+/// A connection in full feature phase.
+#[derive(Debug)]
+struct Conn {
+    node: Option<usize>,
+    ctl: mpsc::UnboundedSender<Ctl>,
+    /// Turns true when the connection's task has ended.
+    done: watch::Receiver<bool>,
+}
+
+/// What a logging-in connection gives the registry: its id, its control channel, and the
+/// flag its task raises when it ends.
+pub(crate) type ConnHandle = (u64, mpsc::UnboundedSender<Ctl>, watch::Receiver<bool>);
 
 /// Sessions and connections of a target.
 #[derive(Debug, Default)]
@@ -48,50 +61,55 @@ impl Registry {
     }
 
     /// Registers a connection entering full feature phase, creating or reinstating its
-    /// session (RFC 7143 §6.3.5). Returns the TSIH.
-    #[allow(clippy::too_many_arguments)]
+    /// session (RFC 7143 §6.3.5). Returns the TSIH and, on reinstatement, the end flag of the
+    /// connection being replaced (told to close): wait for it before full feature phase.
     pub(crate) fn open(
         &self,
         key: Option<(String, [u8; 6], String)>,
         tsih: u16,
         node: Option<usize>,
-        conn: u64,
-        ctl: mpsc::UnboundedSender<Ctl>,
+        conn: ConnHandle,
         max: usize,
-    ) -> Result<u16, LoginStatus> {
+    ) -> Result<(u16, Option<watch::Receiver<bool>>), LoginStatus> {
+        let (id, ctl, done) = conn;
         let mut g = self.lock();
         let Some(key) = key else {
             // Discovery session: counted, never reinstated.
             if g.conns.len() >= max {
                 return Err(LoginStatus::OUT_OF_RESOURCES);
             }
-            let t = alloc_tsih(&mut g);
-            g.conns.insert(conn, (node, ctl));
-            return Ok(t);
+            let t = alloc_tsih(&mut g).ok_or(LoginStatus::OUT_OF_RESOURCES)?;
+            g.conns.insert(id, Conn { node, ctl, done });
+            return Ok((t, None));
         };
         let existing = g.sessions.get(&key).map(|e| (e.tsih, e.conn));
-        let tsih = match (tsih, existing) {
+        let (tsih, old) = match (tsih, existing) {
             // New session; an existing one with this ISID is reinstated (replaced).
             (0, Some((_, old))) => {
-                close_conn(&mut g, old);
-                alloc_tsih(&mut g)
+                let t = alloc_tsih(&mut g).ok_or(LoginStatus::OUT_OF_RESOURCES)?;
+                (t, close_conn(&mut g, old))
             }
             (0, None) => {
                 if g.conns.len() >= max {
                     return Err(LoginStatus::OUT_OF_RESOURCES);
                 }
-                alloc_tsih(&mut g)
+                let t = alloc_tsih(&mut g).ok_or(LoginStatus::OUT_OF_RESOURCES)?;
+                (t, None)
             }
             // Connection reinstatement in an existing session (one connection per session).
-            (t, Some((cur, old))) if t == cur => {
-                close_conn(&mut g, old);
-                t
-            }
+            (t, Some((cur, old))) if t == cur => (t, close_conn(&mut g, old)),
             _ => return Err(LoginStatus::SESSION_DOES_NOT_EXIST),
         };
-        g.sessions.insert(key, Entry { tsih, conn, node });
-        g.conns.insert(conn, (node, ctl));
-        Ok(tsih)
+        g.sessions.insert(
+            key,
+            Entry {
+                tsih,
+                conn: id,
+                node,
+            },
+        );
+        g.conns.insert(id, Conn { node, ctl, done });
+        Ok((tsih, old))
     }
 
     /// Forgets a connection (and its session when it still owns it).
@@ -104,9 +122,9 @@ impl Registry {
     /// Sends `msg` to every connection of `node` except `except`.
     pub(crate) fn broadcast(&self, node: usize, except: u64, msg: Ctl) {
         let g = self.lock();
-        for (id, (n, tx)) in &g.conns {
-            if *id != except && *n == Some(node) {
-                let _ = tx.send(msg.clone());
+        for (id, c) in &g.conns {
+            if *id != except && c.node == Some(node) {
+                let _ = c.ctl.send(msg.clone());
             }
         }
     }
@@ -128,18 +146,21 @@ impl Registry {
     }
 }
 
-fn close_conn(g: &mut Inner, conn: u64) {
-    if let Some((_, tx)) = g.conns.remove(&conn) {
-        let _ = tx.send(Ctl::Reinstated);
-    }
+/// Tells a connection it was replaced; returns its end flag.
+fn close_conn(g: &mut Inner, conn: u64) -> Option<watch::Receiver<bool>> {
+    let c = g.conns.remove(&conn)?;
+    let _ = c.ctl.send(Ctl::Reinstated);
+    Some(c.done)
 }
 
-fn alloc_tsih(g: &mut Inner) -> u16 {
-    loop {
+/// A TSIH no session uses, or `None` when all 65535 are taken.
+fn alloc_tsih(g: &mut Inner) -> Option<u16> {
+    for _ in 0..=u16::MAX {
         g.next_tsih = g.next_tsih.wrapping_add(1);
         let t = g.next_tsih;
         if t != 0 && !g.sessions.values().any(|e| e.tsih == t) {
-            return t;
+            return Some(t);
         }
     }
+    None
 }

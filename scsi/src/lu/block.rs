@@ -203,6 +203,14 @@ impl<S: BlockBackend> LogicalUnit<S> {
     /// ignored (underflow), missing blocks are not written (overflow: the residual says so).
     /// `fua` already includes write-through for a disabled write cache.
     async fn write<B: IoBuf>(&self, lba: u64, blocks: u32, fua: bool, buf: B) -> IoResult<B> {
+        let n = self.bytes(u64::from(blocks));
+        let have = buf.as_bytes().len() as u64;
+        if have < n && !have.is_multiple_of(u64::from(self.block_size)) {
+            // A partial last block is a read-modify-write: exclusive, so that no other write
+            // lands between the read and the write back.
+            let _g = self.atomic.write().await;
+            return self.write_locked(lba, blocks, fua, buf).await;
+        }
         let _g = self.atomic.read().await;
         self.write_locked(lba, blocks, fua, buf).await
     }
