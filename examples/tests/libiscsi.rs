@@ -454,7 +454,7 @@ impl Report {
 
 /// Runs `iscsi-test-cu` once per suite (a hang or crash then costs one suite, not the rest),
 /// re-running the unstarted tests of an aborted run one by one.
-fn run_conformance(urls: &[&str]) -> Report {
+fn run_conformance(urls: &[&str], only: Option<&str>) -> Report {
     let start = Instant::now();
     let list = peer::run_tool("iscsi-test-cu", &["-l"]);
     assert!(
@@ -468,9 +468,11 @@ fn run_conformance(urls: &[&str]) -> Report {
         "iscsi-test-cu -l listed too few suites: {}",
         list.stdout
     );
-    let filter = env::var("ISCSI_TESTCU_FILTER")
-        .ok()
-        .filter(|f| !f.trim().is_empty());
+    let filter = only.map(str::to_owned).or_else(|| {
+        env::var("ISCSI_TESTCU_FILTER")
+            .ok()
+            .filter(|f| !f.trim().is_empty())
+    });
     if let Some(f) = &filter {
         for (fam, suite, tests) in &mut suites {
             tests.retain(|t| filter_matches(f, &format!("{fam}.{suite}.{t}")));
@@ -632,7 +634,7 @@ fn iscsi_test_cu_conformance() {
         Some(u) => urls.push(u.url.as_str()),
         None => println!("no second portal URL: the MultipathIO tests will skip"),
     }
-    let report = run_conformance(&urls);
+    let report = run_conformance(&urls, None);
     report.print(&format!(
         "iscsi-test-cu {} -t FAMILY.SUITE {}",
         TESTCU_FLAGS.join(" "),
@@ -689,7 +691,8 @@ fn start_with(test: &str, extra: &[&str]) -> (TargetProcess, IscsiUrl) {
         "ram:16MiB",
     ];
     args.extend_from_slice(extra);
-    let target = TargetProcess::start(&target_binary(), &args, 1, log);
+    let luns = args.iter().filter(|a| **a == "--lun").count();
+    let target = TargetProcess::start(&target_binary(), &args, luns, log);
     let url = target.urls[0].clone();
     (target, url)
 }
@@ -831,5 +834,57 @@ fn qemu_img_writes_and_reads_back() {
         got[data.len()..].iter().all(|&b| b == 0),
         "the rest of the LUN is not zero"
     );
+    target.assert_alive();
+}
+
+/// The suites that need another kind of unit, each against a unit of that kind: a removable
+/// medium (PREVENT ALLOW MEDIUM REMOVAL, START STOP UNIT) and a write-protected unit. In the
+/// main run they SKIP; here every test must PASS.
+#[test]
+fn iscsi_test_cu_removable_and_read_only_units() {
+    let _serial = serial();
+    if !peer::require_tools(
+        "iscsi_test_cu_removable_and_read_only_units",
+        &["iscsi-test-cu"],
+    ) {
+        return;
+    }
+    if env::var("ISCSI_TEST_URL").is_ok() {
+        println!("SKIPPED iscsi_test_cu_removable_and_read_only_units: needs its own target");
+        return;
+    }
+    let (mut target, _) = start_with(
+        "testcu-units",
+        &["--lun", "ram:64MiB,removable", "--lun", "ram:64MiB,ro"],
+    );
+    let url_of = |lun: u64| {
+        target
+            .urls
+            .iter()
+            .find(|u| u.lun == lun)
+            .map(|u| u.url.clone())
+            .unwrap_or_else(|| panic!("no URL for LUN {lun}: {:?}", target.urls))
+    };
+    let (removable, read_only) = (url_of(1), url_of(2));
+    let mut total = 0;
+    for (url, suites) in [
+        (&removable, "SCSI.PreventAllow,SCSI.StartStopUnit"),
+        (&read_only, "SCSI.ReadOnly"),
+    ] {
+        let report = run_conformance(&[url.as_str()], Some(suites));
+        report.print(&format!(
+            "iscsi-test-cu {} -t {suites} {url}",
+            TESTCU_FLAGS.join(" ")
+        ));
+        let not_passed: Vec<String> = report
+            .results
+            .iter()
+            .filter(|r| r.outcome != Outcome::Pass)
+            .map(|r| format!("{} ({:?}: {})", r.name, r.outcome, r.detail))
+            .collect();
+        assert!(not_passed.is_empty(), "{suites} on {url}: {not_passed:?}");
+        total += report.count(Outcome::Pass);
+    }
+    assert!(total >= 10, "only {total} tests ran");
     target.assert_alive();
 }

@@ -33,7 +33,8 @@ struct Args {
     /// The target's iSCSI name.
     #[arg(long, default_value = "iqn.2026-11.rs.iscsi:target")]
     iqn: String,
-    /// A LUN, numbered from 0 in order: `ram:SIZE` (e.g. ram:1GiB) or `file:PATH[,ro]`.
+    /// A LUN, numbered from 0 in order: `ram:SIZE` (e.g. ram:1GiB) or `file:PATH`, optionally
+    /// followed by `,ro` (write-protected) and `,removable` (removable medium).
     #[arg(long, required = true)]
     lun: Vec<String>,
     /// Require CHAP with this initiator user and secret (`USER:SECRET`; repeat for more).
@@ -146,26 +147,48 @@ fn parse_size(s: &str) -> Result<u64, String> {
         .ok_or_else(|| format!("size {s:?} is too large"))
 }
 
-fn parse_lun(spec: &str) -> Result<(AnyBackend, bool), String> {
-    if let Some(size) = spec.strip_prefix("ram:") {
+/// A `--lun` argument: the backend and the unit's options.
+struct LunSpec {
+    backend: AnyBackend,
+    read_only: bool,
+    removable: bool,
+}
+
+/// Parses `ram:SIZE[,ro][,removable]` or `file:PATH[,ro][,removable]`.
+fn parse_lun(spec: &str) -> Result<LunSpec, String> {
+    let mut rest = spec;
+    let (mut read_only, mut removable) = (false, false);
+    loop {
+        if let Some(r) = rest.strip_suffix(",ro") {
+            (rest, read_only) = (r, true);
+        } else if let Some(r) = rest.strip_suffix(",removable") {
+            (rest, removable) = (r, true);
+        } else {
+            break;
+        }
+    }
+    let backend = if let Some(size) = rest.strip_prefix("ram:") {
         let len = parse_size(size)?;
         if len == 0 {
             return Err("a RAM LUN needs a size above 0".into());
         }
-        return Ok((AnyBackend::Ram(RamBackend::new(len)), false));
-    }
-    if let Some(rest) = spec.strip_prefix("file:") {
-        let (path, ro) = match rest.strip_suffix(",ro") {
-            Some(p) => (p, true),
-            None => (rest, false),
-        };
-        let opts = FileBackendOptions::new(PathBuf::from(path)).read_only(ro);
+        AnyBackend::Ram(RamBackend::new(len))
+    } else if let Some(path) = rest.strip_prefix("file:") {
+        let opts = FileBackendOptions::new(PathBuf::from(path)).read_only(read_only);
         let b = opts
             .open()
             .map_err(|e| format!("cannot open {path}: {e}"))?;
-        return Ok((AnyBackend::File(b), ro));
-    }
-    Err(format!("bad LUN {spec:?}: use ram:SIZE or file:PATH[,ro]"))
+        AnyBackend::File(b)
+    } else {
+        return Err(format!(
+            "bad LUN {spec:?}: use ram:SIZE or file:PATH, optionally followed by ,ro and ,removable"
+        ));
+    };
+    Ok(LunSpec {
+        backend,
+        read_only,
+        removable,
+    })
 }
 
 fn split_cred(s: &str) -> Result<(String, String), String> {
@@ -178,12 +201,17 @@ fn split_cred(s: &str) -> Result<(String, String), String> {
 fn build(args: &Args) -> Result<(TargetConfig, TargetNode<AnyBackend>), String> {
     let mut node = TargetNode::new(args.iqn.clone());
     for (i, spec) in args.lun.iter().enumerate() {
-        let (backend, ro) = parse_lun(spec)?;
+        let LunSpec {
+            backend,
+            read_only,
+            removable,
+        } = parse_lun(spec)?;
         let mut cfg = LuConfig::new(format!("{:08x}{:04}", fnv(&args.iqn), i));
         cfg.block_size = args.block_size;
         // As large as the engine's per-command limit (64 MiB).
         cfg.max_transfer_blocks = (64 << 20) / args.block_size.max(512);
-        cfg.read_only = ro;
+        cfg.read_only = read_only;
+        cfg.removable = removable;
         cfg.product = match backend {
             AnyBackend::Ram(_) => "RAMDISK".into(),
             AnyBackend::File(_) => "FILEIO".into(),
