@@ -2570,6 +2570,36 @@ fn text_request_with_continue_bit() {
     );
 }
 
+/// A Text request with F=0 (the initiator has more to negotiate) is answered F=0 with a TTT;
+/// the request echoing that TTT goes on, and only the answer to an F=1 request has F=1
+/// (RFC 7143 §11.10.2, §11.11.1).
+#[test]
+fn text_request_without_final_bit_keeps_the_negotiation_open() {
+    let mut h = Setup::normal().login();
+    let mut first = h.ini.text(&kv(&[("X-com.example.a", "1")]));
+    first.final_ = false;
+    let r = expect_text_response(only_send(h.send(first.clone())));
+    assert!(!r.final_ && !r.cont, "F=0 request, F=0 answer: {r:?}");
+    assert!(!r.ttt.is_reserved());
+    assert_eq!(
+        value(&parse(&r.data), "X-com.example.a"),
+        Some("NotUnderstood")
+    );
+    let mut second = h.ini.text_continue(
+        first.itt,
+        r.ttt,
+        text(&kv(&[("X-com.example.b", "2")])),
+        false,
+    );
+    second.final_ = true;
+    let r = expect_text_response(only_send(h.send(second)));
+    assert!(r.final_ && r.ttt.is_reserved(), "{r:?}");
+    assert_eq!(
+        value(&parse(&r.data), "X-com.example.b"),
+        Some("NotUnderstood")
+    );
+}
+
 // =============================================================================================
 // 13. Malformed PDUs and PDUs that do not belong here
 // =============================================================================================

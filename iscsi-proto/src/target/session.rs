@@ -1114,8 +1114,11 @@ impl TargetSession {
     }
 
     fn text_request(&mut self, t: TextRequest) {
+        // A request answering our F=0 response (a negotiation that goes on) carries its TTT.
+        let mut continues_negotiation = false;
         if !t.ttt.is_reserved() {
             let continues_request = self.text_in == Some((t.itt, t.ttt));
+            continues_negotiation = continues_request && !self.text.is_partial();
             match self.text_out.take() {
                 // Continuation of our long answer.
                 Some((itt, ttt, rest)) if itt == t.itt && ttt == t.ttt => {
@@ -1147,7 +1150,9 @@ impl TargetSession {
                 return self.reject_pdu(&Pdu::TextRequest(t), RejectReason::PROTOCOL_ERROR);
             }
         };
-        self.negotiator.begin_text_negotiation();
+        if !continues_negotiation {
+            self.negotiator.begin_text_negotiation();
+        }
         let out = match self.negotiator.handle_text(&text) {
             Ok(out) => out,
             Err(_) => return self.reject_pdu(&Pdu::TextRequest(t), RejectReason::PROTOCOL_ERROR),
@@ -1179,7 +1184,15 @@ impl TargetSession {
                 let data = encode_text(&answers)
                     .map(|b| b.freeze())
                     .unwrap_or_default();
-                self.send_text(t.itt, data);
+                if t.final_ {
+                    self.send_text(t.itt, data);
+                } else {
+                    // F=0: the initiator has more to say; answer F=0 with a TTT that its next
+                    // request echoes (RFC 7143 §11.10.2, §11.11.1: F=1 only after F=1).
+                    let ttt = self.new_ttt();
+                    self.text_in = Some((t.itt, ttt));
+                    self.text_response(t.itt, ttt, false, data);
+                }
             }
         }
     }
