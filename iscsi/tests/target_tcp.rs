@@ -1330,3 +1330,38 @@ async fn reinstatement_finishes_the_old_connection_first() {
     })
     .await;
 }
+
+/// A CHAP user bound to initiator names (`chap_for`) is refused under any other name, even
+/// with the right secret; unbound users are not restricted.
+#[tokio::test]
+async fn chap_user_bound_to_an_initiator_name() {
+    within(TEST, "test", async {
+        let node = "iqn.2026-11.rs.iscsi:bound";
+        let nodes = vec![
+            disk(node, MIB)
+                .chap_for(INITIATOR, "carol", b"carol-secret-0004".to_vec())
+                .chap("dave", b"dave-secret-00005".to_vec()),
+        ];
+        let t = start(TargetConfig::default(), nodes).await;
+        let auth =
+            |u: &str, s: &[u8]| InitiatorAuthConfig::chap(ChapCredential::new(u, s.to_vec()));
+        let c = Login::normal(INITIATOR, node, isid(1))
+            .auth(auth("carol", b"carol-secret-0004"))
+            .ok(t.addr)
+            .await;
+        c.logout_and_close().await;
+        let e = Login::normal("iqn.2026-11.rs.iscsi:other", node, isid(2))
+            .auth(auth("carol", b"carol-secret-0004"))
+            .connect(t.addr)
+            .await
+            .err()
+            .expect("carol is bound to another initiator name");
+        assert_eq!(e.status(), LoginStatus::AUTHORIZATION_FAILURE);
+        let c = Login::normal("iqn.2026-11.rs.iscsi:other", node, isid(3))
+            .auth(auth("dave", b"dave-secret-00005"))
+            .ok(t.addr)
+            .await;
+        c.logout_and_close().await;
+    })
+    .await;
+}

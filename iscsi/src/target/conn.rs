@@ -191,10 +191,16 @@ impl<B: BlockBackend> LoginHost for Host<'_, B> {
     fn open_session(
         &mut self,
         who: &LoginIdentity,
-        _user: Option<&str>,
+        user: Option<&str>,
     ) -> Result<Tsih, LoginStatus> {
         if *self.shared.shutdown.borrow() {
             return Err(LoginStatus::SERVICE_UNAVAILABLE);
+        }
+        if let (Some(n), Some(user)) = (self.node, user)
+            && !self.shared.nodes[n].chap_user_admits(user, &who.initiator_name)
+        {
+            info!(user, initiator = %who.initiator_name, "CHAP user not bound to this initiator");
+            return Err(LoginStatus::AUTHORIZATION_FAILURE);
         }
         let key = match (who.session_type, &who.target_name) {
             (SessionType::Normal, Some(t)) => {

@@ -49,6 +49,8 @@ pub struct TargetNode<B> {
     pub(crate) luns: BTreeMap<u16, Arc<LogicalUnit<B>>>,
     pub(crate) acl: Option<Vec<String>>,
     pub(crate) auth: TargetAuthConfig,
+    /// CHAP users that may only log in under these initiator names.
+    pub(crate) chap_bindings: Vec<(String, String)>,
 }
 
 impl<B: BlockBackend> TargetNode<B> {
@@ -61,6 +63,7 @@ impl<B: BlockBackend> TargetNode<B> {
             luns: BTreeMap::new(),
             acl: None,
             auth: TargetAuthConfig::default(),
+            chap_bindings: Vec::new(),
         }
     }
 
@@ -92,6 +95,37 @@ impl<B: BlockBackend> TargetNode<B> {
             .credentials
             .push(ChapCredential::new(user, secret));
         self
+    }
+
+    /// Requires CHAP and admits this user, only under `initiator_name` (call again to bind
+    /// more names to the same user). Without a binding, a CHAP user may log in under any
+    /// initiator name the access list admits, and so take over another initiator's sessions
+    /// and reservations, which are keyed by initiator name.
+    pub fn chap_for(
+        mut self,
+        initiator_name: impl Into<String>,
+        user: impl Into<String>,
+        secret: impl Into<Vec<u8>>,
+    ) -> Self {
+        let user = user.into();
+        if !self.auth.credentials.iter().any(|c| c.user == user) {
+            self.auth.method = AuthPolicy::Chap;
+            self.auth
+                .credentials
+                .push(ChapCredential::new(user.clone(), secret));
+        }
+        self.chap_bindings.push((user, initiator_name.into()));
+        self
+    }
+
+    /// Whether CHAP user `user` may log in as `initiator`.
+    pub(crate) fn chap_user_admits(&self, user: &str, initiator: &str) -> bool {
+        let mut bound = self
+            .chap_bindings
+            .iter()
+            .filter(|(u, _)| u == user)
+            .peekable();
+        bound.peek().is_none() || bound.any(|(_, i)| i == initiator)
     }
 
     /// The target's own name and secret for mutual CHAP (the initiator authenticates us).
