@@ -201,6 +201,13 @@ pub trait Datamover: Send {
     /// return its buffer if the datamover held it.
     fn cancel_data(&mut self, itt: Itt) -> Option<Self::Buffer>;
 
+    /// Whether the peer took any of our output since the last call: a sign of life when
+    /// nothing arrives because the peer is busy reading a backlog (keeps NOP-In pings from
+    /// closing a slow but live connection).
+    fn output_progress(&mut self) -> bool {
+        false
+    }
+
     /// Whether this datamover is iSER (RFC 7145): the login then offers or accepts
     /// `RDMAExtensions=Yes`.
     fn rdma_extensions(&self) -> bool {

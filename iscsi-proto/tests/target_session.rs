@@ -2251,6 +2251,30 @@ fn unanswered_ping_closes_the_connection() {
     assert!(h.timeout().is_empty());
 }
 
+/// A peer busy reading our backlog answers nothing, but the engine sees it take our output
+/// (`peer_alive`): the ping's deadline moves, the connection stays; once the signs of life
+/// stop, the ping times out as usual.
+#[test]
+fn signs_of_life_extend_an_outstanding_ping() {
+    let mut h = ping_setup();
+    h.advance(Duration::from_secs(10));
+    expect_ping(&mut h);
+    h.advance(Duration::from_secs(4));
+    h.s.peer_alive(h.t0 + h.now);
+    assert_eq!(h.s.poll_timeout(), Some(h.t0 + Duration::from_secs(19)));
+    h.advance(Duration::from_secs(2));
+    assert!(
+        h.timeout().is_empty(),
+        "the old deadline passed, the connection stays"
+    );
+    h.advance(Duration::from_secs(3));
+    let events = h.timeout();
+    assert!(
+        matches!(events.as_slice(), [Event::Close(CloseReason::PingTimeout)]),
+        "{events:?}"
+    );
+}
+
 #[test]
 fn no_ping_without_an_interval() {
     let mut setup = Setup::normal();

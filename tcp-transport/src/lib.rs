@@ -146,6 +146,8 @@ pub struct TcpDatamover {
     eof: bool,
     pool: Pool,
     read_chunk: usize,
+    /// Output was written since [`Datamover::output_progress`] last looked.
+    progressed: bool,
 }
 
 impl TcpDatamover {
@@ -166,6 +168,7 @@ impl TcpDatamover {
             eof: false,
             pool: Pool::default(),
             read_chunk: LOGIN_READ_CHUNK,
+            progressed: false,
         })
     }
 
@@ -227,6 +230,11 @@ impl TcpDatamover {
                 Ok(0) => return Poll::Ready(Err(io::ErrorKind::WriteZero.into())),
                 Ok(mut written) => {
                     self.out_bytes -= written;
+                    // Progress through a backlog (output still waiting) is a sign of life; a
+                    // write the socket took whole (a ping) says nothing about the peer.
+                    if self.out_bytes > 0 {
+                        self.progressed = true;
+                    }
                     while written > 0 {
                         let Some(front) = self.out.front_mut() else {
                             break;
@@ -517,6 +525,10 @@ impl Datamover for TcpDatamover {
     fn cancel_data(&mut self, itt: Itt) -> Option<Vec<u8>> {
         self.transfers.retain(|_, t| t.itt != itt);
         self.buffers.remove(&itt).map(|(b, _)| b)
+    }
+
+    fn output_progress(&mut self) -> bool {
+        std::mem::take(&mut self.progressed)
     }
 
     fn notice_key_values(&mut self, params: &NegotiatedParams) {

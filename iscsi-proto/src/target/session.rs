@@ -1329,6 +1329,15 @@ impl TargetSession {
         self.close(CloseReason::ColdReset);
     }
 
+    /// The initiator showed it is alive without sending anything (it took our output): the
+    /// idle timer restarts and an outstanding ping gets a new deadline.
+    pub fn peer_alive(&mut self, now: Instant) {
+        self.last_rx = now;
+        if let Some((ttt, _)) = self.ping {
+            self.ping = Some((ttt, now + self.cfg.nop_in_timeout));
+        }
+    }
+
     /// When [`TargetSession::handle_timeout`] wants to be called next.
     pub fn poll_timeout(&self) -> Option<Instant> {
         if self.state == State::Closed {

@@ -547,7 +547,11 @@ impl<B: BlockBackend, D: Datamover> Ffp<'_, B, D> {
                 _ = &mut timer => {
                     timer_at = far;
                     timer.as_mut().reset(far);
-                    self.session.handle_timeout(StdInstant::now());
+                    let now = StdInstant::now();
+                    if self.dm.output_progress() {
+                        self.session.peer_alive(now);
+                    }
+                    self.session.handle_timeout(now);
                 }
                 _ = stopped(&mut stop), if stopping.is_none() => {
                     self.session.request_logout(self.shared.cfg.shutdown_grace.as_secs() as u16);
