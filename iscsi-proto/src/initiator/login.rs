@@ -170,7 +170,6 @@ pub struct InitiatorLogin {
     stage: Stage,
     tsih: Tsih,
     exp_stat_sn: StatSn,
-    stat_sn_known: bool,
     assembler: TextAssembler,
     /// Our text still to send after a C=1 request.
     out_rest: Option<Bytes>,
@@ -198,7 +197,6 @@ impl InitiatorLogin {
             auth,
             stage: Stage::Security,
             exp_stat_sn: StatSn(0),
-            stat_sn_known: false,
             out_rest: None,
             exchanges: 0,
             done: false,
@@ -269,13 +267,8 @@ impl InitiatorLogin {
         if resp.itt != self.cfg.itt {
             return self.fail(LoginFailure::Protocol("response to another ITT".into()));
         }
-        if self.stat_sn_known && resp.stat_sn != self.exp_stat_sn {
-            return self.fail(LoginFailure::Protocol(format!(
-                "StatSN {} where {} was expected",
-                resp.stat_sn, self.exp_stat_sn
-            )));
-        }
-        self.stat_sn_known = true;
+        // RFC 7143 §11.13.4 has each login response carry the previous StatSN + 1, but real
+        // targets do not all do so (tgtd repeats it during CHAP): the last one counts.
         self.exp_stat_sn = resp.stat_sn.next();
         match resp.status.class {
             0 => {}
