@@ -15,6 +15,14 @@ use super::{METHOD_CHAP, METHOD_NONE};
 use crate::text::error::clip;
 use crate::text::value::{REJECT, join_list};
 
+/// The initiator's default `CHAP_A` offer: SHA3-256, SHA-1, MD5 (see
+/// [`InitiatorAuthConfig::algorithms`]).
+pub const DEFAULT_INITIATOR_ALGORITHMS: [ChapAlgorithm; 3] = [
+    ChapAlgorithm::Sha3_256,
+    ChapAlgorithm::Sha1,
+    ChapAlgorithm::Md5,
+];
+
 /// The initiator's authentication settings.
 ///
 /// What is offered follows from the credentials:
@@ -32,9 +40,12 @@ pub struct InitiatorAuthConfig {
     /// The name and secret expected from the target for mutual CHAP; `Some` asks for mutual
     /// CHAP and makes it mandatory. The secret must differ from ours (RFC 7143 §9.2.1).
     pub mutual: Option<ChapCredential>,
-    /// The algorithms offered in `CHAP_A`, most preferred first. Default: SHA3-256, SHA-256,
-    /// SHA-1, MD5. RFC 7143 §12.1.3 asks initiators to always offer MD5 (5) for
-    /// interoperability; leave it out only when every target supports the others.
+    /// The algorithms offered in `CHAP_A`, most preferred first. Default: SHA3-256, SHA-1, MD5
+    /// (`8,6,5`). SHA-256 (7) is left out of the default because tgt reads 7 as SHA-1: a
+    /// target of that family picks 7 and refuses the SHA-256 answer (seen with tgtd 1.0.85).
+    /// Add it where every target follows RFC 7143. RFC 7143 §12.1.3 asks initiators to always
+    /// offer MD5 (5) for interoperability; leave it out only when every target supports the
+    /// others.
     pub algorithms: Vec<ChapAlgorithm>,
     /// Length of our mutual CHAP challenge, in bytes, clamped to
     /// [`MIN_CHALLENGE_LEN`]`..=`[`MAX_CHAP_BINARY_LEN`]. Default [`DEFAULT_CHALLENGE_LEN`].
@@ -48,7 +59,7 @@ impl Default for InitiatorAuthConfig {
         InitiatorAuthConfig {
             credential: None,
             mutual: None,
-            algorithms: ChapAlgorithm::ALL.to_vec(),
+            algorithms: DEFAULT_INITIATOR_ALGORITHMS.to_vec(),
             challenge_len: DEFAULT_CHALLENGE_LEN,
             encoding: ChapEncoding::Hex,
         }

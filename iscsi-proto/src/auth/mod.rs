@@ -18,7 +18,7 @@
 //! ```text
 //! I -> T  AuthMethod=CHAP,None
 //! T -> I  AuthMethod=CHAP
-//! I -> T  CHAP_A=8,7,6,5
+//! I -> T  CHAP_A=8,6,5
 //! T -> I  CHAP_A=8 CHAP_I=<id> CHAP_C=<challenge>
 //! I -> T  CHAP_N=<name> CHAP_R=<response> [CHAP_I=<id'> CHAP_C=<challenge'>]   (T=1 allowed)
 //! T -> I  [CHAP_N=<target name> CHAP_R=<response'>]                           (T=1)
@@ -114,7 +114,7 @@ pub use chap::{
     MIN_CHALLENGE_LEN,
 };
 pub use error::{AuthError, login_status};
-pub use initiator::{InitiatorAuthConfig, InitiatorAuthenticator};
+pub use initiator::{DEFAULT_INITIATOR_ALGORITHMS, InitiatorAuthConfig, InitiatorAuthenticator};
 pub use target::{AuthPolicy, TargetAuthConfig, TargetAuthenticator};
 
 /// `AuthMethod=CHAP`.
