@@ -888,3 +888,56 @@ fn iscsi_test_cu_removable_and_read_only_units() {
     assert!(total >= 10, "only {total} tests ran");
     target.assert_alive();
 }
+
+/// `--chap-initiator USER=NAME`: the CHAP user logs in only under that initiator name.
+#[test]
+fn libiscsi_chap_user_bound_to_an_initiator_name() {
+    let _serial = serial();
+    if !peer::require_tools(
+        "libiscsi_chap_user_bound_to_an_initiator_name",
+        &["iscsi-inq"],
+    ) {
+        return;
+    }
+    // iscsi-inq logs in as this name.
+    let inq_name = "iqn.2007-10.com.github:sahlberg:libiscsi:iscsi-inq";
+    let (mut bound_here, url) = start_with(
+        "chap-bound",
+        &[
+            "--chap",
+            "erin:erin-secret-00123",
+            "--chap-initiator",
+            &format!("erin={inq_name}"),
+        ],
+    );
+    let out = peer::run_tool(
+        "iscsi-inq",
+        &[&chap_url(&url, "erin", "erin-secret-00123", None)],
+    );
+    assert!(
+        out.success(),
+        "bound to iscsi-inq's name: {}",
+        out.describe()
+    );
+    bound_here.assert_alive();
+    drop(bound_here);
+    let (mut bound_elsewhere, url) = start_with(
+        "chap-bound-elsewhere",
+        &[
+            "--chap",
+            "erin:erin-secret-00123",
+            "--chap-initiator",
+            "erin=iqn.2026-11.rs.iscsi:other",
+        ],
+    );
+    let out = peer::run_tool(
+        "iscsi-inq",
+        &[&chap_url(&url, "erin", "erin-secret-00123", None)],
+    );
+    assert!(
+        !out.success(),
+        "bound to another name, yet logged in: {}",
+        out.describe()
+    );
+    bound_elsewhere.assert_alive();
+}

@@ -40,6 +40,10 @@ struct Args {
     /// Require CHAP with this initiator user and secret (`USER:SECRET`; repeat for more).
     #[arg(long)]
     chap: Vec<String>,
+    /// Let a `--chap` user log in only as this initiator name (`USER=INITIATOR-NAME`; repeat
+    /// to allow more names). Unbound users may use any name `--allow` admits.
+    #[arg(long)]
+    chap_initiator: Vec<String>,
     /// The target's name and secret for mutual CHAP (`USER:SECRET`).
     #[arg(long)]
     mutual_chap: Option<String>,
@@ -220,8 +224,20 @@ fn build(args: &Args) -> Result<(TargetConfig, TargetNode<AnyBackend>), String> 
         let n = u16::try_from(i).map_err(|_| "too many LUNs".to_string())?;
         node = node.lun(n, lu);
     }
+    let mut users = Vec::new();
     for c in &args.chap {
-        let (u, p) = split_cred(c)?;
+        users.push(split_cred(c)?);
+    }
+    for b in &args.chap_initiator {
+        let Some((user, initiator)) = b.split_once('=') else {
+            return Err(format!("--chap-initiator {b:?}: use USER=INITIATOR-NAME"));
+        };
+        let Some((_, secret)) = users.iter().find(|(u, _)| u == user) else {
+            return Err(format!("--chap-initiator {b:?}: no --chap user {user:?}"));
+        };
+        node = node.chap_for(initiator, user, secret.clone().into_bytes());
+    }
+    for (u, p) in users {
         node = node.chap(u, p.into_bytes());
     }
     if let Some(m) = &args.mutual_chap {

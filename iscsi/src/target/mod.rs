@@ -91,9 +91,17 @@ impl<B: BlockBackend> TargetNode<B> {
     /// Requires CHAP and admits this user (call again for more users).
     pub fn chap(mut self, user: impl Into<String>, secret: impl Into<Vec<u8>>) -> Self {
         self.auth.method = AuthPolicy::Chap;
-        self.auth
+        let cred = ChapCredential::new(user, secret);
+        match self
+            .auth
             .credentials
-            .push(ChapCredential::new(user, secret));
+            .iter_mut()
+            .find(|c| c.user == cred.user)
+        {
+            // The same user again: the new secret replaces the old one.
+            Some(c) => *c = cred,
+            None => self.auth.credentials.push(cred),
+        }
         self
     }
 
