@@ -121,3 +121,16 @@ pub use target::{AuthPolicy, TargetAuthConfig, TargetAuthenticator};
 pub const METHOD_CHAP: &str = "CHAP";
 /// `AuthMethod=None`.
 pub const METHOD_NONE: &str = "None";
+
+/// Whether `key` belongs to the security stage's authenticator (`AuthMethod` and the keys of
+/// every method: CHAP, SRP, Kerberos), rather than to the operational negotiation.
+pub(crate) fn is_security_key(key: &str) -> bool {
+    key == "AuthMethod"
+        || key.starts_with("CHAP_")
+        || key.starts_with("SRP_")
+        || key.starts_with("KRB_")
+}
+
+/// Largest data segment of a Login PDU: the default MaxRecvDataSegmentLength, which applies
+/// until the login ends (RFC 7143 §13.12).
+pub(crate) const LOGIN_SEGMENT: usize = 8192;

@@ -27,7 +27,9 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
-use crate::auth::{AuthError, InitiatorAuthConfig, InitiatorAuthenticator};
+use crate::auth::{
+    AuthError, InitiatorAuthConfig, InitiatorAuthenticator, LOGIN_SEGMENT, is_security_key,
+};
 use crate::pdu::{Isid, LoginRequest, LoginResponse, LoginStatus, Stage, Tsih};
 use crate::serial::{CmdSn, Itt, StatSn};
 use crate::text::{
@@ -37,8 +39,6 @@ use crate::text::{
 
 /// Most Login requests one login may take (a target that never lets us through).
 const MAX_EXCHANGES: u32 = 64;
-/// Largest login text (RFC 7143: 8192 bytes a PDU during login).
-const LOGIN_SEGMENT: usize = 8192;
 
 /// Settings of one login.
 #[derive(Clone, Debug)]
@@ -313,7 +313,7 @@ impl InitiatorLogin {
         let mut answers = out.responses;
         let mut security = Vec::new();
         for (k, v) in out.passthrough {
-            if k == "AuthMethod" || k.starts_with("CHAP_") {
+            if is_security_key(&k) {
                 security.push((k, v));
             }
         }

@@ -14,7 +14,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
-use crate::auth::{TargetAuthConfig, TargetAuthenticator};
+use crate::auth::{LOGIN_SEGMENT, TargetAuthConfig, TargetAuthenticator, is_security_key};
 use crate::pdu::{Isid, LoginRequest, LoginResponse, LoginStatus, Stage, Tsih};
 use crate::serial::{CmdSn, StatSn};
 use crate::text::{
@@ -114,11 +114,6 @@ pub struct LoginOutcome {
 /// A login status from its (class, detail) pair.
 fn status_of((class, detail): (u8, u8)) -> LoginStatus {
     LoginStatus { class, detail }
-}
-
-/// Security keys handed to the authenticator.
-fn is_security_key(k: &str) -> bool {
-    k == "AuthMethod" || k.starts_with("CHAP_") || k.starts_with("SRP_") || k.starts_with("KRB_")
 }
 
 /// A target connection's login.
@@ -407,7 +402,6 @@ impl TargetLogin {
         transit: bool,
         nsg: Stage,
     ) -> LoginStep {
-        const LOGIN_SEGMENT: usize = 8192;
         if data.len() > LOGIN_SEGMENT {
             self.out_rest = Some(data.slice(LOGIN_SEGMENT..));
             let mut r = self.response(req, LoginStatus::SUCCESS);

@@ -493,15 +493,7 @@ impl<B: BlockBackend, D: Datamover> Ffp<'_, B, D> {
                 // off); their answers go out if the connection still takes them.
                 let grace = Instant::now() + self.shared.cfg.shutdown_grace;
                 while let Ok(Some((itt, outcome, buf))) = timeout_at(grace, running.next()).await {
-                    match self.session.complete(itt, outcome) {
-                        Some(Reply::Response(pdu)) => {
-                            let _ = self.dm.send_control(pdu);
-                        }
-                        Some(Reply::Data(put)) => {
-                            let _ = self.dm.put_data(put, buf);
-                        }
-                        None => {}
-                    }
+                    self.finish(itt, outcome, buf);
                 }
                 let _ = timeout_at(grace, self.dm.flush()).await;
                 return;
@@ -531,16 +523,8 @@ impl<B: BlockBackend, D: Datamover> Ffp<'_, B, D> {
                     // Every command already finished answers now: one write for the batch.
                     let mut next = Some(first);
                     while let Some((itt, outcome, buf)) = next.take() {
-                    match self.session.complete(itt, outcome) {
-                        Some(Reply::Response(pdu)) => {
-                            closing |= self.dm.send_control(pdu).is_err();
-                        }
-                        Some(Reply::Data(put)) => {
-                            closing |= self.dm.put_data(put, buf).is_err();
-                        }
-                        None => {}
-                    }
-                    next = running.next().now_or_never().flatten();
+                        closing |= !self.finish(itt, outcome, buf);
+                        next = running.next().now_or_never().flatten();
                     }
                 }
                 Some(msg) = ctl.recv() => self.control(msg),
@@ -562,6 +546,15 @@ impl<B: BlockBackend, D: Datamover> Ffp<'_, B, D> {
                     closing = true;
                 }
             }
+        }
+    }
+
+    /// A command finished: its answer goes to the datamover. False when the datamover failed.
+    fn finish(&mut self, itt: Itt, outcome: ScsiOutcome, buf: D::Buffer) -> bool {
+        match self.session.complete(itt, outcome) {
+            Some(Reply::Response(pdu)) => self.dm.send_control(pdu).is_ok(),
+            Some(Reply::Data(put)) => self.dm.put_data(put, buf).is_ok(),
+            None => true,
         }
     }
 

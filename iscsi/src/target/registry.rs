@@ -22,7 +22,6 @@ pub(crate) enum Ctl {
 struct Entry {
     tsih: u16,
     conn: u64,
-    node: Option<usize>,
 }
 
 /// Key of a normal session: initiator name, ISID, target name.
@@ -100,14 +99,7 @@ impl Registry {
             (t, Some((cur, old))) if t == cur => (t, close_conn(&mut g, old)),
             _ => return Err(LoginStatus::SESSION_DOES_NOT_EXIST),
         };
-        g.sessions.insert(
-            key,
-            Entry {
-                tsih,
-                conn: id,
-                node,
-            },
-        );
+        g.sessions.insert(key, Entry { tsih, conn: id });
         g.conns.insert(id, Conn { node, ctl, done });
         Ok((tsih, old))
     }
@@ -127,22 +119,6 @@ impl Registry {
                 let _ = c.ctl.send(msg.clone());
             }
         }
-    }
-
-    /// Sessions in the table (normal ones).
-    #[allow(dead_code)]
-    pub(crate) fn session_count(&self) -> usize {
-        self.lock().sessions.len()
-    }
-
-    /// Session entries of a node (for tests and logs).
-    #[allow(dead_code)]
-    pub(crate) fn node_sessions(&self, node: usize) -> usize {
-        self.lock()
-            .sessions
-            .values()
-            .filter(|e| e.node == Some(node))
-            .count()
     }
 }
 
