@@ -10,11 +10,19 @@
 //! | Send_Control | [`Datamover::send_control`] | writes the PDU (+ digests) | Send with an iSER header |
 //! | Put_Data | [`Datamover::put_data`] | Data-In PDUs cut to the initiator's MaxRecvDataSegmentLength, status in the last one when allowed | RDMA Write, then the SCSI Response in a Send |
 //! | Get_Data | [`Datamover::get_data`] | R2T PDUs, then collects the Data-Out PDUs into the buffer | RDMA Read from the initiator's write STag |
+//! | Send_Control of a SCSI Command, with its buffer (initiator) | [`Datamover::send_command`] | the command with its immediate data, the unsolicited Data-Out, later the Data-Out each R2T asks for; Data-In placed into the buffer | Send with the buffer's STag; the target reads and writes it by RDMA |
 //! | Control_Notify | [`Notify::Control`] | a control PDU arrived | a Send arrived |
-//! | Data_Completion_Notify | [`Notify::DataComplete`] | every Data-Out of the requested R2Ts arrived | the RDMA Reads completed |
+//! | Data_Completion_Notify | [`Notify::DataComplete`] | target: every Data-Out of the requested R2Ts arrived; initiator: the status arrived and every Data-In before it | target: the RDMA Reads completed; initiator: the status arrived |
 //! | Notice_Key_Values / Enable_Datamover | [`Datamover::notice_key_values`] | digests, MaxRecvDataSegmentLength | RDMAExtensions, Initiator/TargetRecvDataSegmentLength |
 //! | Allocate/Deallocate_Task_Resources | [`Datamover::alloc`], [`Datamover::cancel_data`] | heap buffers | registered memory, STag invalidation |
 //! | Connection_Terminate | dropping the datamover | closes the socket | disconnects the queue pair |
+//!
+//! On the initiator side the session core decides how much of a write goes unsolicited
+//! (immediate data, then unsolicited Data-Out, per ImmediateData/InitialR2T/FirstBurstLength)
+//! and hands the task buffer over with the command; the datamover answers R2Ts and places
+//! Data-In on its own, and gives the buffer back (in [`Notify::DataComplete`] or
+//! [`Notify::DataFailed`]) just before the task's SCSI Response. Data PDUs it consumed report
+//! the CmdSN window they carried in [`Notify::Window`].
 //!
 //! The session core decides *what* data to fetch (the R2T contents: offsets, lengths, target
 //! transfer tags, R2TSN, under MaxBurstLength and MaxOutstandingR2T) and *when* a task's data
@@ -30,7 +38,7 @@ use core::future::Future;
 
 use bytes::Bytes;
 
-use crate::pdu::{Lun, Pdu, PduError, ScsiResponse};
+use crate::pdu::{Lun, Pdu, PduError, ScsiCommand, ScsiResponse};
 use crate::serial::{CmdSn, Itt, R2tSn, StatSn, Ttt};
 use crate::text::NegotiatedParams;
 
@@ -114,6 +122,19 @@ pub struct PutData {
     pub status_in_data: bool,
 }
 
+/// Initiator: a SCSI Command to send with its task buffer (the data-out of a write, the room
+/// for the data-in of a read).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SendCommand {
+    /// The command; its `data` is filled by the datamover (immediate data).
+    pub command: ScsiCommand,
+    /// Bytes at the start of the buffer sent as immediate data.
+    pub immediate_len: u32,
+    /// Bytes at the start of the buffer sent unsolicited in all, immediate data included
+    /// (the rest in unsolicited Data-Out PDUs); the target asks for the remainder.
+    pub unsolicited_len: u32,
+}
+
 /// Why a datamover gave up on a task's solicited data.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
@@ -166,7 +187,8 @@ pub enum Notify<B> {
         /// Its buffer, filled.
         buf: B,
     },
-    /// A [`GetData`] failed; the buffer is back.
+    /// A transfer failed (a [`GetData`] at a target, a command's data-in at an initiator);
+    /// the buffer is back.
     DataFailed {
         /// The task.
         itt: Itt,
@@ -174,6 +196,14 @@ pub enum Notify<B> {
         buf: B,
         /// What went wrong.
         error: DataError,
+    },
+    /// Initiator: the CmdSN window carried by data PDUs the datamover consumed (Data-In, R2T);
+    /// reported when it changes.
+    Window {
+        /// ExpCmdSN.
+        exp_cmd_sn: CmdSn,
+        /// MaxCmdSN.
+        max_cmd_sn: CmdSn,
     },
 }
 
@@ -197,8 +227,19 @@ pub trait Datamover: Send {
     /// [`Notify::DataComplete`] or [`Notify::DataFailed`], with the buffer.
     fn get_data(&mut self, req: GetData, buf: Self::Buffer) -> Result<(), Self::Error>;
 
-    /// Deallocate_Task_Resources: drop a task's outstanding Get_Data (an aborted task) and
-    /// return its buffer if the datamover held it.
+    /// Initiator: send a SCSI Command with its task buffer (`None` for a command without
+    /// data). The datamover sends the immediate and unsolicited data the request names,
+    /// answers the target's R2Ts from the buffer and places Data-In into it; the buffer
+    /// comes back in [`Notify::DataComplete`] or [`Notify::DataFailed`] right before the
+    /// command's SCSI Response.
+    fn send_command(
+        &mut self,
+        req: SendCommand,
+        buf: Option<Self::Buffer>,
+    ) -> Result<(), Self::Error>;
+
+    /// Deallocate_Task_Resources: drop a task's outstanding data transfers (an aborted task)
+    /// and return its buffer if the datamover held one that can be handed back.
     fn cancel_data(&mut self, itt: Itt) -> Option<Self::Buffer>;
 
     /// Whether the peer took any of our output since the last call: a sign of life when

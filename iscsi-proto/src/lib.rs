@@ -18,7 +18,8 @@
 //! - [`digest`]: hardware-accelerated CRC32C.
 //! - [`auth`]: CHAP (RFC 7143 §12.1.3; MD5, SHA-1, SHA-256, SHA3-256) for both roles.
 //! - [`datamover`]: the RFC 5047 datamover trait that iSCSI/TCP and iSER implement.
-//! - [`initiator`]: the initiator's login (full feature phase to come).
+//! - [`pdu_mover`]: the PDU half of iSCSI/TCP's datamover (both roles), without the socket.
+//! - [`initiator`]: the initiator's login and full-feature-phase state machines.
 //! - [`target`]: the target's login and full-feature-phase state machines, and SendTargets.
 //! - [`text`]: `key=value` text parsing, C-bit reassembly under a bound, the table of every
 //!   standard key, and one sans-IO negotiator used by both login roles.
@@ -33,6 +34,7 @@ pub mod deframer;
 pub mod digest;
 pub mod initiator;
 pub mod pdu;
+pub mod pdu_mover;
 pub mod serial;
 pub mod target;
 pub mod text;

@@ -14,10 +14,11 @@
 //!   padding and data digest follow. [`Datamover::recv`] writes the queue with vectored writes
 //!   whenever the socket is writable, so reading and writing never block each other.
 //!   `TCP_NODELAY` is set: a PDU is never held back waiting for an ACK.
-//! - **Put_Data** cuts the data-in into Data-In PDUs of at most the initiator's
-//!   MaxRecvDataSegmentLength, ends each MaxBurstLength sequence with the F bit, and carries
-//!   the status in the last one when the session allows it.
-//! - **Get_Data** sends one R2T per requested transfer.
+//! - **PDUs.** What each datamover operation means in PDUs (Data-In cut at the initiator's
+//!   MaxRecvDataSegmentLength with F per MaxBurstLength sequence, R2Ts and the checks of the
+//!   Data-Out answering them, an initiator's immediate and unsolicited data, its Data-Out per
+//!   R2T and Data-In placement) is [`iscsi_proto::pdu_mover::PduMover`]'s, without IO; this
+//!   crate moves its PDUs to and from the socket.
 //! - **Backpressure.** While more than 32 MiB of output waits for the peer, no input is read.
 //!
 //! ## Copies of a payload
@@ -25,19 +26,22 @@
 //!   and its slices go to `writev`.
 //! - Data-Out (target writes): **1** copy, from the receive buffer into the task buffer (the
 //!   socket read itself lands in the receive buffer).
+//! - Initiator writes: **0** copies (immediate data and Data-Out are slices of the task
+//!   buffer); initiator reads: **1** copy, Data-In from the receive buffer into the task
+//!   buffer at its offset.
 #![forbid(unsafe_code)]
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::future::poll_fn;
 use std::io::{self, IoSlice};
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, ready};
 
 use bytes::{Buf, Bytes, BytesMut};
-use iscsi_proto::datamover::{DataError, Datamover, GetData, Notify, PutData};
-use iscsi_proto::pdu::{DataIn, DataOut, Digests, Pdu, R2t, data_trailer};
-use iscsi_proto::serial::{DataSn, Itt, Ttt};
+use iscsi_proto::datamover::{Datamover, GetData, Notify, PutData, SendCommand};
+use iscsi_proto::pdu::{Digests, Pdu, data_trailer};
+use iscsi_proto::pdu_mover::PduMover;
+use iscsi_proto::serial::Itt;
 use iscsi_proto::text::{Digest, NegotiatedParams, Role};
 use iscsi_proto::{Deframer, DeframerConfig};
 use tokio::net::TcpStream;
@@ -52,99 +56,18 @@ const READ_CHUNK: usize = 64 << 10;
 /// The same during login (texts are at most 8 KiB a PDU; idle logins stay small).
 const LOGIN_READ_CHUNK: usize = 4 << 10;
 
-/// Buffers kept for reuse per connection.
-const POOL_BUFFERS: usize = 64;
-/// Largest buffer kept for reuse.
-const POOL_MAX_LEN: usize = 1 << 20;
-
-/// Task buffers returned after their data-in went out, reused by [`Datamover::alloc`]: a
-/// fresh large allocation costs an `mmap`, page faults and an `munmap` per command.
-#[derive(Clone, Debug, Default)]
-struct Pool(Arc<Mutex<Vec<Vec<u8>>>>);
-
-impl Pool {
-    fn take(&self, len: usize) -> Vec<u8> {
-        let reused = {
-            let mut free = self.0.lock().unwrap_or_else(|e| e.into_inner());
-            // The smallest buffer that fits, so that small commands leave large buffers for
-            // large ones.
-            let i = free
-                .iter()
-                .enumerate()
-                .filter(|(_, b)| b.capacity() >= len)
-                .min_by_key(|(_, b)| b.capacity())
-                .map(|(i, _)| i);
-            i.map(|i| free.swap_remove(i))
-        };
-        match reused {
-            Some(mut v) => {
-                v.clear();
-                v.resize(len, 0);
-                v
-            }
-            // A fresh zeroed allocation: large ones come from the kernel's zero pages, touched
-            // only where data lands (a hostile expected length costs no memset).
-            None => vec![0; len],
-        }
-    }
-
-    fn give(&self, v: Vec<u8>) {
-        if v.capacity() > POOL_MAX_LEN {
-            return;
-        }
-        let mut free = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        if free.len() < POOL_BUFFERS {
-            free.push(v);
-        }
-    }
-}
-
-/// A buffer on its way out as `Bytes`; back to the pool when the last slice is written.
-struct Pooled {
-    buf: Vec<u8>,
-    pool: Pool,
-}
-
-impl AsRef<[u8]> for Pooled {
-    fn as_ref(&self) -> &[u8] {
-        &self.buf
-    }
-}
-
-impl Drop for Pooled {
-    fn drop(&mut self) {
-        self.pool.give(std::mem::take(&mut self.buf));
-    }
-}
-
-/// A solicited transfer in progress.
-#[derive(Debug)]
-struct Transfer {
-    itt: Itt,
-    offset: u32,
-    len: u32,
-    received: u32,
-    next_data_sn: u32,
-    /// A PDU of this transfer was lost to a data digest error.
-    spoiled: bool,
-}
-
 /// An iSCSI connection over TCP.
 #[derive(Debug)]
 pub struct TcpDatamover {
     stream: TcpStream,
     role: Role,
     deframer: Deframer,
+    mover: PduMover,
     send_digests: Digests,
     out: VecDeque<Bytes>,
     out_bytes: usize,
     scratch: BytesMut,
-    transfers: HashMap<Ttt, Transfer>,
-    /// Task buffers held for Get_Data, with the number of transfers still running.
-    buffers: HashMap<Itt, (Vec<u8>, u32)>,
-    notes: VecDeque<Notify<Vec<u8>>>,
     eof: bool,
-    pool: Pool,
     read_chunk: usize,
     /// Output was written since [`Datamover::output_progress`] last looked.
     progressed: bool,
@@ -158,15 +81,12 @@ impl TcpDatamover {
             stream,
             role,
             deframer: Deframer::new(DeframerConfig::default()),
+            mover: PduMover::new(role),
             send_digests: Digests::NONE,
             out: VecDeque::new(),
             out_bytes: 0,
             scratch: BytesMut::with_capacity(16 << 10),
-            transfers: HashMap::new(),
-            buffers: HashMap::new(),
-            notes: VecDeque::new(),
             eof: false,
-            pool: Pool::default(),
             read_chunk: LOGIN_READ_CHUNK,
             progressed: false,
         })
@@ -255,121 +175,27 @@ impl TcpDatamover {
         Poll::Ready(Ok(()))
     }
 
-    /// Handles one received frame: solicited Data-Out stays here, the rest goes up.
+    /// Encodes what the mover produced onto the output queue.
+    fn drain(&mut self) -> io::Result<()> {
+        while let Some(pdu) = self.mover.next_output() {
+            self.queue(&pdu)?;
+        }
+        Ok(())
+    }
+
+    /// Handles one received frame.
     fn on_frame(&mut self, frame: iscsi_proto::Frame) {
-        let pdu = match Pdu::from_frame(&frame) {
-            Ok(p) => p,
-            Err(error) => {
-                self.notes.push_back(Notify::Malformed {
-                    header: frame.raw_header(),
-                    error,
-                });
-                return;
-            }
-        };
-        match pdu {
-            Pdu::DataOut(d) if !d.ttt.is_reserved() && self.transfers.contains_key(&d.ttt) => {
-                self.data_out(d)
-            }
-            other => self.notes.push_back(Notify::Control(other)),
-        }
-    }
-
-    fn data_out(&mut self, d: DataOut) {
-        let Some(t) = self.transfers.get_mut(&d.ttt) else {
-            return;
-        };
-        let len = u32::try_from(d.data.len()).unwrap_or(u32::MAX);
-        let err = if t.itt != d.itt {
-            Some(DataError::Range {
-                offset: d.buffer_offset,
-                len,
-            })
-        } else if d.data_sn.0 != t.next_data_sn {
-            Some(DataError::DataSn {
-                expected: t.next_data_sn,
-                got: d.data_sn.0,
-            })
-        } else if d.buffer_offset != t.offset.wrapping_add(t.received) || len > t.len - t.received {
-            Some(DataError::Range {
-                offset: d.buffer_offset,
-                len,
-            })
-        } else if d.final_ != (t.received + len == t.len) {
-            Some(DataError::FinalBit)
-        } else {
-            None
-        };
-        let itt = t.itt;
-        if let Some(error) = err {
-            return self.fail_task(itt, error);
-        }
-        t.next_data_sn = t.next_data_sn.wrapping_add(1);
-        t.received += len;
-        let complete = t.received == t.len;
-        if let Some((buf, _)) = self.buffers.get_mut(&itt) {
-            let start = d.buffer_offset as usize;
-            if let Some(dst) = buf.get_mut(start..start + d.data.len()) {
-                dst.copy_from_slice(&d.data);
-            }
-        }
-        if complete && t.spoiled {
-            return self.fail_task(itt, DataError::DataDigest);
-        }
-        if complete {
-            self.transfers.remove(&d.ttt);
-            let done = match self.buffers.get_mut(&itt) {
-                Some((_, left)) => {
-                    *left = left.saturating_sub(1);
-                    *left == 0
-                }
-                None => false,
-            };
-            if done && let Some((buf, _)) = self.buffers.remove(&itt) {
-                self.notes.push_back(Notify::DataComplete { itt, buf });
-            }
-        }
-    }
-
-    /// A solicited Data-Out whose data digest failed (RFC 7143 §7.8): it still takes its
-    /// place in the sequence, and when the sequence ends the task fails with a digest error
-    /// (the session answers CHECK CONDITION, PROTOCOL SERVICE CRC ERROR).
-    fn spoiled_data_out(&mut self, h: &iscsi_proto::pdu::Bhs) {
-        if h.opcode != iscsi_proto::pdu::Opcode::DATA_OUT {
-            return;
-        }
-        let ttt = Ttt(h.w[0]);
-        let Some(t) = self.transfers.get_mut(&ttt) else {
-            return;
-        };
-        let (data_sn, offset, len) = (h.w[4], h.w[5], h.data_segment_len);
-        if t.itt.0 != h.itt
-            || data_sn != t.next_data_sn
-            || offset != t.offset.wrapping_add(t.received)
-            || len > t.len - t.received
-        {
-            let itt = t.itt;
-            return self.fail_task(itt, DataError::DataDigest);
-        }
-        t.next_data_sn = t.next_data_sn.wrapping_add(1);
-        t.received += len;
-        t.spoiled = true;
-        if h.final_bit() || t.received == t.len {
-            let itt = t.itt;
-            self.fail_task(itt, DataError::DataDigest);
-        }
-    }
-
-    fn fail_task(&mut self, itt: Itt, error: DataError) {
-        self.transfers.retain(|_, t| t.itt != itt);
-        if let Some((buf, _)) = self.buffers.remove(&itt) {
-            self.notes.push_back(Notify::DataFailed { itt, buf, error });
+        match Pdu::from_frame(&frame) {
+            Ok(pdu) => self.mover.receive(pdu),
+            Err(error) => self.mover.receive_malformed(frame.raw_header(), error),
         }
     }
 
     fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<Option<Notify<Vec<u8>>>>> {
         loop {
-            if let Some(n) = self.notes.pop_front() {
+            if let Some(n) = self.mover.next_notify() {
+                // Data-Out the mover sent on its own (answers to R2Ts).
+                self.drain()?;
                 return Poll::Ready(Ok(Some(n)));
             }
             // Whole PDUs already received go up before anything is written, so that the
@@ -377,6 +203,7 @@ impl TcpDatamover {
             match self.deframer.next_frame() {
                 Ok(Some(frame)) => {
                     self.on_frame(frame);
+                    self.drain()?;
                     continue;
                 }
                 Ok(None) => {}
@@ -388,13 +215,12 @@ impl TcpDatamover {
                 }
                 Err(e) => {
                     let digest = matches!(e.error, iscsi_proto::PduError::DataDigest { .. });
-                    let header = e.header;
-                    self.notes.push_back(Notify::Malformed {
-                        header: e.raw_header,
-                        error: e.error,
-                    });
-                    if digest && let Some(h) = header {
-                        self.spoiled_data_out(&h);
+                    match e.header {
+                        Some(h) if digest => {
+                            self.mover
+                                .receive_data_digest_error(e.raw_header, &h, e.error)
+                        }
+                        _ => self.mover.receive_malformed(e.raw_header, e.error),
                     }
                     continue;
                 }
@@ -430,101 +256,31 @@ impl Datamover for TcpDatamover {
     type Error = io::Error;
 
     fn alloc(&mut self, len: usize) -> Vec<u8> {
-        self.pool.take(len)
+        self.mover.alloc(len)
     }
 
     fn send_control(&mut self, pdu: Pdu) -> io::Result<()> {
-        self.queue(&pdu)
+        self.mover.send_control(pdu);
+        self.drain()
     }
 
     fn put_data(&mut self, req: PutData, buf: Vec<u8>) -> io::Result<()> {
-        let len = (req.len as usize).min(buf.len());
-        let data = Bytes::from_owner(Pooled {
-            buf,
-            pool: self.pool.clone(),
-        })
-        .slice(..len);
-        let seg = req.max_segment_len.max(512) as usize;
-        let burst = (req.max_burst_len.max(512) as usize).max(seg);
-        let mut resp = req.response;
-        let mut offset = 0usize;
-        let mut data_sn = 0u32;
-        while offset < len {
-            let burst_end = ((offset / burst) + 1) * burst;
-            let end = (offset + seg).min(len).min(burst_end);
-            let last = end == len;
-            let with_status = last && req.status_in_data;
-            let pdu = DataIn {
-                final_: last || end == burst_end,
-                status: with_status.then_some(resp.status),
-                overflow: with_status && resp.overflow,
-                underflow: with_status && resp.underflow,
-                residual_count: if with_status { resp.residual_count } else { 0 },
-                lun: req.lun,
-                itt: req.itt,
-                ttt: Ttt::RESERVED,
-                stat_sn: if with_status {
-                    resp.stat_sn
-                } else {
-                    Default::default()
-                },
-                exp_cmd_sn: req.exp_cmd_sn,
-                max_cmd_sn: req.max_cmd_sn,
-                data_sn: DataSn(data_sn),
-                buffer_offset: offset as u32,
-                data: data.slice(offset..end),
-                ..DataIn::default()
-            };
-            self.queue(&Pdu::DataIn(pdu))?;
-            data_sn += 1;
-            offset = end;
-        }
-        if len == 0 || !req.status_in_data {
-            resp.exp_data_sn = DataSn(data_sn);
-            self.queue(&Pdu::ScsiResponse(resp))?;
-        }
-        Ok(())
+        self.mover.put_data(req, buf);
+        self.drain()
     }
 
     fn get_data(&mut self, req: GetData, buf: Vec<u8>) -> io::Result<()> {
-        let n = req.r2ts.len() as u32;
-        for r in &req.r2ts {
-            let pdu = R2t {
-                lun: req.lun,
-                itt: req.itt,
-                ttt: r.ttt,
-                stat_sn: req.stat_sn,
-                exp_cmd_sn: req.exp_cmd_sn,
-                max_cmd_sn: req.max_cmd_sn,
-                r2t_sn: r.r2t_sn,
-                buffer_offset: r.offset,
-                desired_len: r.len,
-            };
-            self.queue(&Pdu::R2t(pdu))?;
-            self.transfers.insert(
-                r.ttt,
-                Transfer {
-                    itt: req.itt,
-                    offset: r.offset,
-                    len: r.len,
-                    received: 0,
-                    next_data_sn: 0,
-                    spoiled: false,
-                },
-            );
-        }
-        if n == 0 {
-            self.notes
-                .push_back(Notify::DataComplete { itt: req.itt, buf });
-        } else {
-            self.buffers.insert(req.itt, (buf, n));
-        }
-        Ok(())
+        self.mover.get_data(req, buf);
+        self.drain()
+    }
+
+    fn send_command(&mut self, req: SendCommand, buf: Option<Vec<u8>>) -> io::Result<()> {
+        self.mover.send_command(req, buf);
+        self.drain()
     }
 
     fn cancel_data(&mut self, itt: Itt) -> Option<Vec<u8>> {
-        self.transfers.retain(|_, t| t.itt != itt);
-        self.buffers.remove(&itt).map(|(b, _)| b)
+        self.mover.cancel_data(itt)
     }
 
     fn output_progress(&mut self) -> bool {
@@ -533,6 +289,7 @@ impl Datamover for TcpDatamover {
 
     fn notice_key_values(&mut self, params: &NegotiatedParams) {
         self.read_chunk = READ_CHUNK;
+        self.mover.notice_key_values(params);
         self.send_digests = Digests {
             header: params.header_digest == Digest::Crc32c,
             data: params.data_digest == Digest::Crc32c,
