@@ -15,9 +15,13 @@
 //! - A session table allocates TSIHs, reinstates sessions and connections (RFC 7143 §6.3.5),
 //!   enforces the session limit and carries LUN and target resets to the other sessions.
 //!
-//! The initiator runtime comes with its own issue.
+//! - [`initiator`]: a [`initiator::Session`] logs in to one target (from a libiscsi-style URL
+//!   or an [`initiator::InitiatorConfig`]) and runs any number of commands from any number of
+//!   tasks over one connection task, with typed helpers, per-command deadlines, and
+//!   reconnection with session reinstatement after a connection loss.
 #![forbid(unsafe_code)]
 
+pub mod initiator;
 pub mod target;
 
 pub use iscsi_proto as proto;

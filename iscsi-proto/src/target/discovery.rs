@@ -62,6 +62,40 @@ pub fn encode_send_targets(records: &[TargetRecord]) -> Bytes {
     out.freeze()
 }
 
+/// Decodes a SendTargets answer (the initiator's side of [`encode_send_targets`]): each
+/// `TargetName=` starts a record and the `TargetAddress=` keys after it (`host:port,tpgt`;
+/// the tag defaults to 1 when missing or not a number) are its portals. Other keys and
+/// addresses before any name are ignored.
+pub fn decode_send_targets(text: &[u8]) -> Vec<TargetRecord> {
+    let mut out: Vec<TargetRecord> = Vec::new();
+    for pair in text.split(|b| *b == 0).filter(|p| !p.is_empty()) {
+        let Ok(pair) = std::str::from_utf8(pair) else {
+            continue;
+        };
+        let Some((key, value)) = pair.split_once('=') else {
+            continue;
+        };
+        match key {
+            "TargetName" => out.push(TargetRecord {
+                name: value.to_owned(),
+                addresses: Vec::new(),
+            }),
+            "TargetAddress" => {
+                let Some(last) = out.last_mut() else {
+                    continue;
+                };
+                let (addr, tag) = match value.rsplit_once(',') {
+                    Some((a, t)) => (a, t.parse().unwrap_or(1)),
+                    None => (value, 1),
+                };
+                last.addresses.push((addr.to_owned(), tag));
+            }
+            _ => {}
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -92,5 +126,24 @@ mod tests {
             &b[..],
             b"TargetName=iqn.2026-11.rs.iscsi:t\0TargetAddress=127.0.0.1:3260,1\0TargetAddress=[::1]:3260,1\0"
         );
+    }
+
+    #[test]
+    fn send_targets_round_trip() {
+        let records = vec![
+            TargetRecord {
+                name: "iqn.2026-11.rs.iscsi:a".into(),
+                addresses: vec![("127.0.0.1:3260".into(), 1), ("[::1]:3261".into(), 2)],
+            },
+            TargetRecord {
+                name: "iqn.2026-11.rs.iscsi:b".into(),
+                addresses: vec![],
+            },
+        ];
+        assert_eq!(decode_send_targets(&encode_send_targets(&records)), records);
+        let odd = b"TargetAddress=1.2.3.4:1,1\0TargetName=iqn.x:y\0TargetAddress=h:3260\0X=1\0";
+        let got = decode_send_targets(odd);
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0].addresses, vec![("h:3260".to_owned(), 1)]);
     }
 }

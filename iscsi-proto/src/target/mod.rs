@@ -9,7 +9,9 @@ pub mod discovery;
 pub mod login;
 pub mod session;
 
-pub use discovery::{SendTargetsQuery, TargetRecord, encode_send_targets, is_iscsi_name};
+pub use discovery::{
+    SendTargetsQuery, TargetRecord, decode_send_targets, encode_send_targets, is_iscsi_name,
+};
 pub use login::{
     LoginConfig, LoginError, LoginHost, LoginIdentity, LoginOutcome, LoginStep, TargetLogin,
 };

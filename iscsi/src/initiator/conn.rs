@@ -1,0 +1,624 @@
+//! The connection driver: one tokio task per session that owns the datamover and the sans-IO
+//! [`InitiatorSession`], logs in, and logs in again after a connection loss.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use iscsi_proto::datamover::{Datamover, Notify};
+use iscsi_proto::initiator::{
+    Command, CommandStatus, Direction, InitiatorLogin, InitiatorLoginConfig, InitiatorLoginOutcome,
+    InitiatorSession, InitiatorStep, SessionEvent, TaskError,
+};
+use iscsi_proto::pdu::{Isid, Lun, Pdu, TmfResponse, Tsih};
+use iscsi_proto::serial::Itt;
+use iscsi_proto::text::{LocalConfig, SessionType};
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::{Instant, sleep_until, timeout_at};
+use tracing::{debug, info, warn};
+
+use super::{Error, InitiatorConfig, Transport};
+
+/// A command's status and buffer, or why it has none.
+pub(crate) type CommandResult = Result<(CommandStatus, Option<Vec<u8>>), Error>;
+
+/// A command from a [`super::Session`] handle.
+pub(crate) struct CommandOp {
+    pub lun: u16,
+    pub cdb: Bytes,
+    pub direction: Direction,
+    pub buf: Option<Vec<u8>>,
+    pub deadline: Option<Instant>,
+    pub reply: oneshot::Sender<CommandResult>,
+    /// Times it was sent and lost with its connection.
+    pub retries: u32,
+}
+
+/// Task management a handle asked for.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum TmfKind {
+    LuReset(u16),
+    TargetReset,
+}
+
+/// What a handle sends to the driver.
+pub(crate) enum Op {
+    Command(CommandOp),
+    Tmf {
+        kind: TmfKind,
+        reply: oneshot::Sender<Result<TmfResponse, Error>>,
+    },
+    Logout {
+        reply: oneshot::Sender<Result<(), Error>>,
+    },
+}
+
+/// SCSI operation codes whose second execution is not the same as one (RFC 7143 §4.2.3.4 and
+/// SBC/SPC): a command of these that was sent and lost with its connection is failed with
+/// [`Error::ConnectionLost`] instead of being sent again.
+const NOT_REPLAYABLE: &[u8] = &[
+    0x04, // FORMAT UNIT
+    0x3b, // WRITE BUFFER (microcode)
+    0x48, // SANITIZE
+    0x5f, // PERSISTENT RESERVE OUT
+    0x7f, // variable length (XDWRITEREAD(32), ORWRITE(32) ...)
+    0x83, // EXTENDED COPY
+    0x89, // COMPARE AND WRITE
+    0x8b, // ORWRITE(16)
+    0xb5, // SECURITY PROTOCOL OUT
+];
+
+/// Whether a command may be sent again after its connection was lost without its status.
+pub fn replayable(cdb: &[u8]) -> bool {
+    cdb.first().is_some_and(|op| !NOT_REPLAYABLE.contains(op))
+}
+
+fn dm_err<E: std::error::Error + Send + Sync + 'static>(e: E) -> Error {
+    Error::from(std::io::Error::other(e))
+}
+
+/// A logged-in connection.
+pub(crate) struct Connected<D> {
+    pub dm: D,
+    pub outcome: Box<InitiatorLoginOutcome>,
+}
+
+/// Random bytes (for the ISID and CHAP challenges).
+pub(crate) fn random_bytes(n: usize) -> Vec<u8> {
+    let mut v = vec![0u8; n];
+    if getrandom::fill(&mut v).is_err() {
+        // No entropy source: still unique per process and call.
+        let seed = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0);
+        for (i, b) in v.iter_mut().enumerate() {
+            *b = (seed >> ((i % 16) * 8)) as u8 ^ (i as u8).wrapping_mul(151);
+        }
+    }
+    v
+}
+
+/// Logs in over `dm` (one login, no redirect handling).
+async fn login_once<D: Datamover>(
+    dm: &mut D,
+    cfg: InitiatorLoginConfig,
+    deadline: Instant,
+) -> Result<Result<Box<InitiatorLoginOutcome>, Vec<String>>, Error> {
+    let mut login = InitiatorLogin::new(cfg, dm.rdma_extensions());
+    let mut req = login.start();
+    loop {
+        dm.send_control(Pdu::LoginRequest(req)).map_err(dm_err)?;
+        let resp = {
+            match timeout_at(deadline, dm.recv()).await {
+                Err(_) => return Err(Error::LoginTimeout),
+                Ok(Err(e)) => return Err(dm_err(e)),
+                Ok(Ok(None)) => {
+                    return Err(Error::from(std::io::Error::new(
+                        std::io::ErrorKind::UnexpectedEof,
+                        "the target closed the connection during login",
+                    )));
+                }
+                Ok(Ok(Some(Notify::Control(Pdu::LoginResponse(r))))) => r,
+                Ok(Ok(Some(Notify::Control(pdu)))) => {
+                    return Err(Error::Protocol(format!(
+                        "{:?} where a Login response was expected",
+                        pdu.opcode()
+                    )));
+                }
+                Ok(Ok(Some(Notify::Malformed { error, .. }))) => {
+                    return Err(Error::Protocol(format!(
+                        "undecodable PDU during login: {error}"
+                    )));
+                }
+                Ok(Ok(Some(_))) => {
+                    return Err(Error::Protocol("data during login".into()));
+                }
+            }
+        };
+        match login.handle(&resp).map_err(Error::Login)? {
+            InitiatorStep::Send(next) => req = next,
+            InitiatorStep::Complete(outcome) => {
+                dm.notice_key_values(&outcome.params);
+                return Ok(Ok(outcome));
+            }
+            InitiatorStep::Redirect { addresses, .. } => return Ok(Err(addresses)),
+        }
+    }
+}
+
+/// Most redirections followed by one login.
+const MAX_REDIRECTS: usize = 4;
+
+/// Connects to the configured portal and logs in (following redirections).
+pub(crate) async fn connect_and_login<T: Transport>(
+    transport: &T,
+    cfg: &InitiatorConfig,
+    session_type: SessionType,
+    isid: Isid,
+) -> Result<Connected<T::Mover>, Error> {
+    let mut portal = cfg.portal.clone();
+    for _ in 0..=MAX_REDIRECTS {
+        let deadline = Instant::now() + cfg.login_timeout;
+        let mut dm = timeout_at(deadline, transport.connect(&portal))
+            .await
+            .map_err(|_| Error::LoginTimeout)?
+            .map_err(Error::from)?;
+        let negotiation = LocalConfig {
+            initiator_name: Some(cfg.initiator_name.clone()),
+            target_name: match session_type {
+                SessionType::Normal => Some(cfg.target.clone()),
+                SessionType::Discovery => None,
+            },
+            ..cfg.negotiation.clone()
+        };
+        let mut lc = InitiatorLoginConfig::new(negotiation);
+        lc.session_type = session_type;
+        lc.isid = isid;
+        lc.tsih = Tsih(0);
+        lc.auth = cfg.auth.clone();
+        lc.random = random_bytes(lc.auth.as_ref().map_or(0, |a| a.random_len()));
+        match login_once(&mut dm, lc, deadline).await? {
+            Ok(outcome) => return Ok(Connected { dm, outcome }),
+            Err(addresses) => {
+                let Some(next) = addresses.first() else {
+                    return Err(Error::Protocol("redirected without a TargetAddress".into()));
+                };
+                info!(from = %portal, to = %next, "login redirected");
+                // "host:port,tpgt"
+                portal = next
+                    .rsplit_once(',')
+                    .map_or(next.as_str(), |(a, _)| a)
+                    .to_owned();
+            }
+        }
+    }
+    Err(Error::Protocol(format!(
+        "more than {MAX_REDIRECTS} login redirections"
+    )))
+}
+
+/// How a connection ended.
+enum Ended {
+    /// Every handle is gone or a logout completed: stop.
+    Done,
+    /// Lost (or the target asked us to go): reconnect after the delay.
+    Lost { wait: Duration },
+}
+
+/// The driver task: runs connections until the session ends.
+pub(crate) async fn drive<T: Transport>(
+    transport: T,
+    cfg: Arc<InitiatorConfig>,
+    isid: Isid,
+    first: Connected<T::Mover>,
+    mut rx: mpsc::Receiver<Op>,
+) {
+    let mut conn = Some(first);
+    let mut retry: VecDeque<CommandOp> = VecDeque::new();
+    let mut attempt = 0u32;
+    loop {
+        let c = match conn.take() {
+            Some(c) => c,
+            None => match connect_and_login(&transport, &cfg, SessionType::Normal, isid).await {
+                Ok(c) => {
+                    info!(target = %cfg.target, "reconnected (session reinstated)");
+                    c
+                }
+                Err(e) => {
+                    attempt += 1;
+                    let permanent = matches!(e, Error::Login(_));
+                    let gave_up = attempt > cfg.reconnect.max_attempts;
+                    warn!(error = %e, attempt, "reconnect failed");
+                    if permanent || gave_up {
+                        fail_all(&mut retry, &mut rx, &e).await;
+                        return;
+                    }
+                    let backoff = cfg.reconnect.backoff(attempt);
+                    sleep_until(Instant::now() + backoff).await;
+                    continue;
+                }
+            },
+        };
+        match run_connection(c, &cfg, &mut rx, &mut retry).await {
+            Ended::Done => return,
+            Ended::Lost { wait } => {
+                if !cfg.reconnect.enabled {
+                    fail_all(&mut retry, &mut rx, &Error::ConnectionLost { sent: false }).await;
+                    return;
+                }
+                attempt = attempt.min(1);
+                sleep_until(Instant::now() + wait).await;
+            }
+        }
+    }
+}
+
+/// The session is over: every waiting and every later command fails with `e`.
+async fn fail_all(retry: &mut VecDeque<CommandOp>, rx: &mut mpsc::Receiver<Op>, e: &Error) {
+    for op in retry.drain(..) {
+        let _ = op.reply.send(Err(e.clone()));
+    }
+    rx.close();
+    while let Some(op) = rx.recv().await {
+        match op {
+            Op::Command(c) => {
+                let _ = c.reply.send(Err(e.clone()));
+            }
+            Op::Tmf { reply, .. } => {
+                let _ = reply.send(Err(e.clone()));
+            }
+            Op::Logout { reply } => {
+                let _ = reply.send(Ok(()));
+            }
+        }
+    }
+}
+
+/// One connection's full feature phase.
+struct Conn<'a, D: Datamover<Buffer = Vec<u8>>> {
+    dm: D,
+    session: InitiatorSession,
+    cfg: &'a InitiatorConfig,
+    tasks: HashMap<Itt, CommandOp>,
+    tmfs: HashMap<Itt, oneshot::Sender<Result<TmfResponse, Error>>>,
+    logout: Option<oneshot::Sender<Result<(), Error>>>,
+    /// The target asked for a logout: reconnect after it.
+    logout_for_target: bool,
+    closing: bool,
+}
+
+async fn run_connection<D: Datamover<Buffer = Vec<u8>>>(
+    c: Connected<D>,
+    cfg: &InitiatorConfig,
+    rx: &mut mpsc::Receiver<Op>,
+    retry: &mut VecDeque<CommandOp>,
+) -> Ended {
+    let now = Instant::now();
+    let session = InitiatorSession::new(cfg.session.clone(), &c.outcome, now.into_std());
+    let mut conn = Conn {
+        dm: c.dm,
+        session,
+        cfg,
+        tasks: HashMap::new(),
+        tmfs: HashMap::new(),
+        logout: None,
+        logout_for_target: false,
+        closing: false,
+    };
+    for op in retry.drain(..) {
+        conn.submit(op, now);
+    }
+    let mut handles_gone = false;
+    loop {
+        if let Some(end) = conn.pump(retry) {
+            return end;
+        }
+        let wake = conn.session.poll_timeout().map(Instant::from_std);
+        tokio::select! {
+            biased;
+            n = conn.dm.recv() => match n {
+                Ok(Some(n)) => conn.notify(n),
+                Ok(None) | Err(_) => {
+                    if let Err(e) = &n {
+                        debug!(error = %e, "connection failed");
+                    }
+                    return conn.lost(retry);
+                }
+            },
+            op = rx.recv(), if !handles_gone && !conn.closing => match op {
+                Some(op) => conn.op(op),
+                None => {
+                    // Every handle dropped: log out once the commands are done.
+                    handles_gone = true;
+                    conn.session.logout(Instant::now().into_std());
+                    conn.closing = true;
+                }
+            },
+            _ = sleep_until(wake.unwrap_or_else(|| Instant::now() + Duration::from_secs(3600))), if wake.is_some() => {
+                conn.session.handle_timeout(Instant::now().into_std());
+            }
+        }
+    }
+}
+
+impl<D: Datamover<Buffer = Vec<u8>>> Conn<'_, D> {
+    fn submit(&mut self, op: CommandOp, now: Instant) {
+        if op.deadline.is_some_and(|d| d <= now) {
+            let _ = op.reply.send(Err(Error::TimedOut));
+            return;
+        }
+        let cmd = Command {
+            lun: Lun::from_index(op.lun).unwrap_or_default(),
+            cdb: op.cdb.clone(),
+            direction: op.direction,
+            attr: iscsi_proto::pdu::TaskAttribute::Simple,
+            deadline: op.deadline.map(Instant::into_std),
+        };
+        match self.session.submit(cmd, now.into_std()) {
+            Ok(itt) => {
+                self.tasks.insert(itt, op);
+            }
+            Err(e) => {
+                let _ = op.reply.send(Err(Error::Submit(e.to_string())));
+            }
+        }
+    }
+
+    fn op(&mut self, op: Op) {
+        let now = Instant::now();
+        match op {
+            Op::Command(c) => self.submit(c, now),
+            Op::Tmf { kind, reply } => {
+                let itt = match kind {
+                    TmfKind::LuReset(lun) => self
+                        .session
+                        .lu_reset(Lun::from_index(lun).unwrap_or_default(), now.into_std()),
+                    TmfKind::TargetReset => self.session.target_reset(now.into_std()),
+                };
+                self.tmfs.insert(itt, reply);
+            }
+            Op::Logout { reply } => {
+                self.session.logout(now.into_std());
+                self.logout = Some(reply);
+                self.closing = true;
+            }
+        }
+    }
+
+    fn notify(&mut self, n: Notify<Vec<u8>>) {
+        let now = Instant::now().into_std();
+        match n {
+            Notify::Control(pdu) => self.session.handle_pdu(now, pdu),
+            Notify::DataComplete { itt, buf } => {
+                if let Some(t) = self.tasks.get_mut(&itt) {
+                    t.buf = Some(buf);
+                }
+            }
+            Notify::DataFailed { itt, buf, error } => {
+                if let Some(t) = self.tasks.get_mut(&itt) {
+                    t.buf = Some(buf);
+                }
+                self.session.data_failed(itt, error);
+            }
+            Notify::Window {
+                exp_cmd_sn,
+                max_cmd_sn,
+            } => self.session.window(exp_cmd_sn, max_cmd_sn),
+            Notify::Malformed { header, error } => {
+                self.session.handle_malformed(now, &header, &error)
+            }
+            _ => {}
+        }
+    }
+
+    /// Carries out the session's events; `Some` when the connection is over.
+    fn pump(&mut self, retry: &mut VecDeque<CommandOp>) -> Option<Ended> {
+        while let Some(ev) = self.session.poll_event() {
+            match ev {
+                SessionEvent::Command(req) => {
+                    let itt = req.command.itt;
+                    let buf = match self.tasks.get_mut(&itt) {
+                        Some(t) => match (t.direction, t.buf.take()) {
+                            (Direction::None, _) => None,
+                            (Direction::Read(n), None) => Some(self.dm.alloc(n as usize)),
+                            (_, b) => b,
+                        },
+                        None => None,
+                    };
+                    if self.dm.send_command(req, buf).is_err() {
+                        return Some(self.lost(retry));
+                    }
+                }
+                SessionEvent::Send(pdu) => {
+                    let sent = self.dm.send_control(pdu);
+                    if sent.is_err() {
+                        return Some(self.lost(retry));
+                    }
+                }
+                SessionEvent::Complete { itt, result } => self.complete(itt, result, retry),
+                SessionEvent::TaskManagement { itt, response } => {
+                    if let Some(r) = self.tmfs.remove(&itt) {
+                        let _ = r.send(Ok(response));
+                    }
+                }
+                SessionEvent::LogoutRequested { within_secs } => {
+                    info!(within_secs, "the target asks us to log out; reconnecting");
+                    if !self.closing {
+                        self.session.logout(Instant::now().into_std());
+                        self.closing = true;
+                        self.logout_for_target = true;
+                    }
+                }
+                SessionEvent::Async(m) => {
+                    info!(event = m.event.0, "asynchronous message from the target")
+                }
+                SessionEvent::Close(reason) => {
+                    debug!(?reason, "connection closing");
+                    return Some(match reason {
+                        iscsi_proto::initiator::CloseReason::Logout(_)
+                            if !self.logout_for_target =>
+                        {
+                            self.fail_rest(Error::Closed);
+                            if let Some(r) = self.logout.take() {
+                                let _ = r.send(Ok(()));
+                            }
+                            Ended::Done
+                        }
+                        iscsi_proto::initiator::CloseReason::TargetDrop { time2wait } => {
+                            self.lost_with(retry, Duration::from_secs(time2wait.into()))
+                        }
+                        _ => self.lost(retry),
+                    });
+                }
+                SessionEvent::Text { .. } => {}
+                _ => {}
+            }
+        }
+        None
+    }
+
+    fn complete(
+        &mut self,
+        itt: Itt,
+        result: Result<CommandStatus, TaskError>,
+        retry: &mut VecDeque<CommandOp>,
+    ) {
+        let Some(mut op) = self.tasks.remove(&itt) else {
+            return;
+        };
+        if op.buf.is_none() && op.direction != Direction::None {
+            op.buf = self.dm.cancel_data(itt);
+        }
+        let result = match result {
+            Ok(status) => Ok((status, op.buf.take())),
+            Err(TaskError::ConnectionLost { sent }) => {
+                let again = !sent || (replayable(&op.cdb) && op.retries < self.cfg.max_retries);
+                if again && self.cfg.reconnect.enabled {
+                    op.retries += u32::from(sent);
+                    retry.push_back(op);
+                    return;
+                }
+                Err(Error::ConnectionLost { sent })
+            }
+            Err(TaskError::Data { error, status }) => {
+                // The data cannot be trusted; a read is sent again, within the retry budget.
+                if replayable(&op.cdb) && op.retries < self.cfg.max_retries {
+                    op.retries += 1;
+                    let now = Instant::now();
+                    warn!(%error, "data-in failed; sending the command again");
+                    self.submit(op, now);
+                    return;
+                }
+                let _ = status;
+                Err(Error::Data(error.to_string()))
+            }
+            Err(TaskError::TimedOut) => Err(Error::TimedOut),
+            Err(TaskError::Aborted) => Err(Error::Aborted),
+            Err(TaskError::Rejected(r)) => Err(Error::Rejected(r.0)),
+            Err(e) => Err(Error::Protocol(e.to_string())),
+        };
+        let _ = op.reply.send(result);
+    }
+
+    fn lost(&mut self, retry: &mut VecDeque<CommandOp>) -> Ended {
+        self.lost_with(retry, self.cfg.reconnect.initial_backoff)
+    }
+
+    fn lost_with(&mut self, retry: &mut VecDeque<CommandOp>, wait: Duration) -> Ended {
+        self.session.connection_lost();
+        while let Some(ev) = self.session.poll_event() {
+            if let SessionEvent::Complete { itt, result } = ev {
+                self.complete(itt, result, retry);
+            }
+        }
+        for (_, r) in self.tmfs.drain() {
+            let _ = r.send(Err(Error::ConnectionLost { sent: true }));
+        }
+        if let Some(r) = self.logout.take() {
+            // The connection ended during our logout: the session is gone either way.
+            let _ = r.send(Ok(()));
+            self.fail_rest(Error::Closed);
+            retry.drain(..).for_each(|op| {
+                let _ = op.reply.send(Err(Error::Closed));
+            });
+            return Ended::Done;
+        }
+        if self.closing && !self.logout_for_target {
+            retry.drain(..).for_each(|op| {
+                let _ = op.reply.send(Err(Error::Closed));
+            });
+            return Ended::Done;
+        }
+        Ended::Lost { wait }
+    }
+
+    fn fail_rest(&mut self, e: Error) {
+        for (_, op) in self.tasks.drain() {
+            let _ = op.reply.send(Err(e.clone()));
+        }
+        for (_, r) in self.tmfs.drain() {
+            let _ = r.send(Err(e.clone()));
+        }
+    }
+}
+
+/// Discovery: a discovery session, `SendTargets=All`, logout.
+pub(crate) async fn send_targets<T: Transport>(
+    transport: &T,
+    cfg: &InitiatorConfig,
+) -> Result<Vec<u8>, Error> {
+    let isid = Isid::random(
+        u32::from_be_bytes({
+            let r = random_bytes(4);
+            [r[0], r[1], r[2], r[3]]
+        }),
+        0,
+    );
+    let c = connect_and_login(transport, cfg, SessionType::Discovery, isid).await?;
+    let mut dm = c.dm;
+    let now = Instant::now();
+    let mut session = InitiatorSession::new(cfg.session.clone(), &c.outcome, now.into_std());
+    let itt = session
+        .text_request(Bytes::from_static(b"SendTargets=All\0"), now.into_std())
+        .map_err(|e| Error::Submit(e.to_string()))?;
+    let deadline = now + cfg.login_timeout;
+    let mut answer = None;
+    loop {
+        while let Some(ev) = session.poll_event() {
+            match ev {
+                SessionEvent::Send(pdu) => dm.send_control(pdu).map_err(dm_err)?,
+                SessionEvent::Text { itt: i, text } if i == itt => {
+                    answer = Some(text.ok_or_else(|| {
+                        Error::Protocol("the SendTargets answer was refused or too long".into())
+                    })?);
+                    session.logout(Instant::now().into_std());
+                }
+                SessionEvent::Close(_) => {
+                    return answer.ok_or_else(|| {
+                        Error::Protocol("the discovery session closed without an answer".into())
+                    });
+                }
+                _ => {}
+            }
+        }
+        let n = timeout_at(deadline, dm.recv())
+            .await
+            .map_err(|_| Error::TimedOut)?
+            .map_err(dm_err)?;
+        match n {
+            Some(Notify::Control(pdu)) => session.handle_pdu(Instant::now().into_std(), pdu),
+            Some(Notify::Malformed { header, error }) => {
+                session.handle_malformed(Instant::now().into_std(), &header, &error)
+            }
+            Some(_) => {}
+            None => {
+                // A target may close instead of answering the logout.
+                return answer.ok_or_else(|| {
+                    Error::Protocol("the discovery session closed without an answer".into())
+                });
+            }
+        }
+    }
+}
