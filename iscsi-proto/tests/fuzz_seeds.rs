@@ -24,6 +24,7 @@ const TARGETS: &[(&str, Body)] = &[
     ("deframer", fuzzing::deframer_splits),
     ("text", fuzzing::text_negotiation),
     ("target_session", fuzzing::target_session),
+    ("initiator_session", fuzzing::initiator_session),
 ];
 
 fn inputs(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {

@@ -224,6 +224,7 @@ pub(crate) async fn drive<T: Transport>(
             None => match connect_and_login(&transport, &cfg, SessionType::Normal, isid).await {
                 Ok(c) => {
                     info!(target = %cfg.target, "reconnected (session reinstated)");
+                    attempt = 0;
                     c
                 }
                 Err(e) => {
@@ -248,7 +249,6 @@ pub(crate) async fn drive<T: Transport>(
                     fail_all(&mut retry, &mut rx, &Error::ConnectionLost { sent: false }).await;
                     return;
                 }
-                attempt = attempt.min(1);
                 sleep_until(Instant::now() + wait).await;
             }
         }
@@ -311,11 +311,19 @@ async fn run_connection<D: Datamover<Buffer = Vec<u8>>>(
         conn.submit(op, now);
     }
     let mut handles_gone = false;
+    let far = || Instant::now() + Duration::from_secs(24 * 3600);
+    let timer = sleep_until(far());
+    tokio::pin!(timer);
+    let mut armed: Option<Instant> = None;
     loop {
         if let Some(end) = conn.pump(retry) {
             return end;
         }
         let wake = conn.session.poll_timeout().map(Instant::from_std);
+        if wake != armed {
+            armed = wake;
+            timer.as_mut().reset(wake.unwrap_or_else(far));
+        }
         tokio::select! {
             biased;
             n = conn.dm.recv() => match n {
@@ -328,7 +336,20 @@ async fn run_connection<D: Datamover<Buffer = Vec<u8>>>(
                 }
             },
             op = rx.recv(), if !handles_gone && !conn.closing => match op {
-                Some(op) => conn.op(op),
+                Some(op) => {
+                    conn.op(op);
+                    // Take what else is waiting, so that a burst of commands leaves in one
+                    // write.
+                    for _ in 0..OPS_PER_TURN {
+                        if conn.closing {
+                            break;
+                        }
+                        match rx.try_recv() {
+                            Ok(op) => conn.op(op),
+                            Err(_) => break,
+                        }
+                    }
+                }
                 None => {
                     // Every handle dropped: log out once the commands are done.
                     handles_gone = true;
@@ -336,12 +357,16 @@ async fn run_connection<D: Datamover<Buffer = Vec<u8>>>(
                     conn.closing = true;
                 }
             },
-            _ = sleep_until(wake.unwrap_or_else(|| Instant::now() + Duration::from_secs(3600))), if wake.is_some() => {
+            _ = &mut timer, if armed.is_some() => {
+                armed = None;
                 conn.session.handle_timeout(Instant::now().into_std());
             }
         }
     }
 }
+
+/// Most commands taken from the handles per turn of the driver loop.
+const OPS_PER_TURN: usize = 64;
 
 impl<D: Datamover<Buffer = Vec<u8>>> Conn<'_, D> {
     fn submit(&mut self, op: CommandOp, now: Instant) {

@@ -161,6 +161,49 @@ pub fn text_negotiation(input: &[u8]) {
     let _ = n.handle_text(&whole);
 }
 
+/// Reads a fuzz input; past its end every read is zero.
+pub(crate) struct Reader<'a> {
+    pub(crate) data: &'a [u8],
+}
+
+impl<'a> Reader<'a> {
+    pub(crate) fn is_empty(&self) -> bool {
+        self.data.is_empty()
+    }
+
+    pub(crate) fn u8(&mut self) -> u8 {
+        match self.data.split_first() {
+            Some((&b, rest)) => {
+                self.data = rest;
+                b
+            }
+            None => 0,
+        }
+    }
+
+    pub(crate) fn u16(&mut self) -> u16 {
+        u16::from_be_bytes([self.u8(), self.u8()])
+    }
+
+    pub(crate) fn u32(&mut self) -> u32 {
+        u32::from_be_bytes([self.u8(), self.u8(), self.u8(), self.u8()])
+    }
+
+    pub(crate) fn bytes(&mut self, n: usize) -> &'a [u8] {
+        let (a, b) = self.data.split_at(n.min(self.data.len()));
+        self.data = b;
+        a
+    }
+}
+
+mod initiator;
+
+/// The initiator's full feature phase under a hostile target: see the `initiator` fuzzing
+/// module for the input format and the properties checked.
+pub fn initiator_session(data: &[u8]) {
+    initiator::run(data);
+}
+
 /// Target login and full feature phase: arbitrary input drives a [`crate::target::TargetLogin`]
 /// and then a [`crate::target::TargetSession`], with an engine model that behaves like a correct
 /// engine (plus a few harmless misbehaviours). Never panics; checks that every PDU the target
@@ -197,6 +240,7 @@ pub fn target_session(data: &[u8]) {
 }
 
 mod session_fuzz {
+    use super::Reader;
     use std::sync::{Arc, OnceLock};
     use std::time::{Duration, Instant};
 
@@ -237,41 +281,6 @@ mod session_fuzz {
     const USER: &str = "alice";
     const SECRET: &[u8] = b"alice-secret-0123";
     const TARGET_SECRET: &[u8] = b"target-secret-9876";
-
-    /// Reads the input; past its end every read is zero.
-    struct Reader<'a> {
-        data: &'a [u8],
-    }
-
-    impl<'a> Reader<'a> {
-        fn is_empty(&self) -> bool {
-            self.data.is_empty()
-        }
-
-        fn u8(&mut self) -> u8 {
-            match self.data.split_first() {
-                Some((&b, rest)) => {
-                    self.data = rest;
-                    b
-                }
-                None => 0,
-            }
-        }
-
-        fn u16(&mut self) -> u16 {
-            u16::from_be_bytes([self.u8(), self.u8()])
-        }
-
-        fn u32(&mut self) -> u32 {
-            u32::from_be_bytes([self.u8(), self.u8(), self.u8(), self.u8()])
-        }
-
-        fn bytes(&mut self, n: usize) -> &'a [u8] {
-            let (a, b) = self.data.split_at(n.min(self.data.len()));
-            self.data = b;
-            a
-        }
-    }
 
     /// `len` bytes (at most 64 KiB) of a recognisable pattern, as if cut at buffer offset
     /// `offset`: a slice of one static buffer, so that no instrumented loop builds it.
