@@ -262,8 +262,9 @@ impl PduMover {
     pub fn put_data(&mut self, req: PutData, buf: Vec<u8>) {
         let len = (req.len as usize).min(buf.len());
         let data = self.pool.into_bytes(buf).slice(..len);
-        let seg = req.max_segment_len.max(512) as usize;
-        let burst = (req.max_burst_len.max(512) as usize).max(seg);
+        // A sequence never exceeds MaxBurstLength, so neither does a PDU of it.
+        let burst = req.max_burst_len.max(512) as usize;
+        let seg = (req.max_segment_len.max(512) as usize).min(burst);
         let mut resp = req.response;
         let mut offset = 0usize;
         let mut data_sn = 0u32;

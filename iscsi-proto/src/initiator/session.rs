@@ -343,7 +343,7 @@ struct Pending {
 #[derive(Debug)]
 enum Queued {
     Command(Itt),
-    Text(Itt, Bytes),
+    Text(Itt, Bytes, Ttt),
     Logout(Itt, LogoutReason),
 }
 
@@ -519,7 +519,7 @@ impl InitiatorSession {
             };
             match q {
                 Queued::Command(itt) => self.send_command(itt),
-                Queued::Text(itt, text) => self.send_text(itt, text, Ttt::RESERVED),
+                Queued::Text(itt, text, ttt) => self.send_text(itt, text, ttt),
                 Queued::Logout(itt, reason) => {
                     let pdu = LogoutRequest {
                         immediate: false,
@@ -611,9 +611,7 @@ impl InitiatorSession {
             exp_stat_sn: self.exp_stat_sn,
             data: text,
         };
-        if ttt.is_reserved() {
-            self.cmd_sn = self.cmd_sn.next();
-        }
+        self.cmd_sn = self.cmd_sn.next();
         self.events
             .push_back(SessionEvent::Send(Pdu::TextRequest(pdu)));
     }
@@ -636,7 +634,7 @@ impl InitiatorSession {
             Request::Text { answer: Vec::new() },
             now + self.cfg.request_timeout,
         );
-        self.queue.push_back(Queued::Text(itt, text));
+        self.queue.push_back(Queued::Text(itt, text, Ttt::RESERVED));
         self.pump();
         Ok(itt)
     }
@@ -706,8 +704,8 @@ impl InitiatorSession {
 
     /// ABORT TASK for a command of ours. A command still queued here ends at once with
     /// [`TaskError::Aborted`] (and `None` is returned); a running one ends when the target
-    /// answers ([`SessionEvent::TaskManagement`] with the returned tag, then its
-    /// [`SessionEvent::Complete`] unless its status came first).
+    /// answers (its [`SessionEvent::Complete`] unless its status came first, then
+    /// [`SessionEvent::TaskManagement`] with the returned tag).
     pub fn abort_task(&mut self, itt: Itt, now: Instant) -> Option<Itt> {
         let task = self.tasks.get(&itt)?;
         match task.state {
@@ -821,17 +819,20 @@ impl InitiatorSession {
     /// [`TaskError::ConnectionLost`] (saying whether it was sent), pending requests fail.
     /// For the engine after the transport failed or the connection closed.
     pub fn connection_lost(&mut self) {
-        let mut itts: Vec<(CmdSn, bool, Itt)> = self
+        // The sent ones in CmdSN order, then the queued ones in submission order.
+        let mut sent: Vec<(CmdSn, Itt)> = self
             .tasks
             .iter()
-            .map(|(i, t)| (t.cmd_sn, t.state != TaskState::Queued, *i))
+            .filter(|(_, t)| t.state != TaskState::Queued)
+            .map(|(i, t)| (t.cmd_sn, *i))
             .collect();
-        // Queued ones in submission order after the sent ones in CmdSN order.
-        itts.sort_by(|a, b| {
-            b.1.cmp(&a.1)
-                .then(a.0.serial_cmp(b.0).unwrap_or(std::cmp::Ordering::Equal))
+        sent.sort_by(|a, b| a.0.serial_cmp(b.0).unwrap_or(std::cmp::Ordering::Equal));
+        let queued = self.queue.iter().filter_map(|q| match q {
+            Queued::Command(itt) => Some((false, *itt)),
+            _ => None,
         });
-        for (_, sent, itt) in itts {
+        let order: Vec<(bool, Itt)> = sent.iter().map(|(_, i)| (true, *i)).chain(queued).collect();
+        for (sent, itt) in order {
             if let Some(t) = self.tasks.remove(&itt)
                 && t.state != TaskState::Abandoned
             {
@@ -1084,8 +1085,10 @@ impl InitiatorSession {
                 text: Some(text),
             });
         } else {
-            // More to come: an empty request with the target's TTT asks for it.
-            self.send_text(r.itt, Bytes::new(), r.ttt);
+            // More to come: an empty request with the target's TTT asks for it (a
+            // non-immediate PDU with its own CmdSN, so it waits for window room).
+            self.queue
+                .push_back(Queued::Text(r.itt, Bytes::new(), r.ttt));
         }
     }
 
