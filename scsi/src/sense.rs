@@ -174,6 +174,73 @@ impl Asc {
     pub const INSUFFICIENT_REGISTRATION_RESOURCES: Self = Self(0x5504);
 }
 
+impl SenseKey {
+    /// The sense key's SPC-4 name (`"ILLEGAL REQUEST"`...).
+    pub const fn name(self) -> &'static str {
+        match self.0 {
+            0x0 => "NO SENSE",
+            0x1 => "RECOVERED ERROR",
+            0x2 => "NOT READY",
+            0x3 => "MEDIUM ERROR",
+            0x4 => "HARDWARE ERROR",
+            0x5 => "ILLEGAL REQUEST",
+            0x6 => "UNIT ATTENTION",
+            0x7 => "DATA PROTECT",
+            0x8 => "BLANK CHECK",
+            0x9 => "VENDOR SPECIFIC",
+            0xA => "COPY ABORTED",
+            0xB => "ABORTED COMMAND",
+            0xD => "VOLUME OVERFLOW",
+            0xE => "MISCOMPARE",
+            0xF => "COMPLETED",
+            _ => "RESERVED SENSE KEY",
+        }
+    }
+}
+
+impl Asc {
+    /// Words for the common additional sense codes (SPC-4 table 28), `None` for others.
+    pub const fn description(self) -> Option<&'static str> {
+        Some(match (self.asc(), self.ascq()) {
+            (0x00, 0x00) => "no additional sense information",
+            (0x04, 0x02) => "logical unit not ready, initializing command required",
+            (0x04, 0x1B) => "logical unit not ready, sanitize in progress",
+            (0x04, _) => "logical unit not ready",
+            (0x0C, 0x00) => "write error",
+            (0x0E, 0x03) => "invalid field in command information unit",
+            (0x11, 0x00) => "unrecovered read error",
+            (0x1A, 0x00) => "parameter list length error",
+            (0x1D, 0x00) => "miscompare during verify operation",
+            (0x20, 0x00) => "invalid command operation code",
+            (0x21, 0x00) => "logical block address out of range",
+            (0x24, 0x00) => "invalid field in CDB",
+            (0x25, 0x00) => "logical unit not supported",
+            (0x26, 0x00) => "invalid field in parameter list",
+            (0x26, 0x01) => "parameter not supported",
+            (0x26, 0x02) => "parameter value invalid",
+            (0x27, _) => "write protected",
+            (0x28, 0x00) => "not ready to ready change, medium may have changed",
+            (0x29, 0x07) => "I_T nexus loss occurred",
+            (0x29, _) => "power on, reset or bus device reset occurred",
+            (0x2A, 0x01) => "mode parameters changed",
+            (0x2A, 0x03) => "reservations preempted",
+            (0x2A, 0x04) => "reservations released",
+            (0x2A, 0x05) => "registrations preempted",
+            (0x2A, 0x09) => "capacity data has changed",
+            (0x2A, _) => "parameters changed",
+            (0x2C, 0x00) => "command sequence error",
+            (0x3A, _) => "medium not present",
+            (0x3F, 0x0E) => "reported LUNs data has changed",
+            (0x44, 0x00) => "internal target failure",
+            (0x47, _) => "SCSI parity or protocol service CRC error",
+            (0x53, 0x02) => "medium removal prevented",
+            (0x55, 0x03) => "insufficient resources",
+            (0x55, 0x04) => "insufficient registration resources",
+            _ => return None,
+        })
+    }
+}
+
 impl fmt::Display for Asc {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{:02x}/{:02x}", self.asc(), self.ascq())

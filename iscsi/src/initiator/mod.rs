@@ -184,12 +184,10 @@ impl InitiatorConfig {
         }
     }
 
-    /// Settings from a URL (CHAP from its user and password).
+    /// Settings from a URL (CHAP from its user and password). A URL without a target
+    /// (`iscsi://host[:port]`) gives settings for [`Session::discover`] only.
     pub fn from_url(url: &IscsiUrl) -> Result<Self, Error> {
-        let target = url
-            .target
-            .clone()
-            .ok_or_else(|| Error::Config(format!("{url} names no target")))?;
+        let target = url.target.clone().unwrap_or_default();
         let mut cfg = InitiatorConfig::new(url.portal(), target);
         cfg.lun = url.lun;
         if let Some(user) = &url.user {
@@ -338,12 +336,10 @@ impl Error {
 
 fn describe_sense(s: &Option<Sense>) -> String {
     match s {
-        Some(s) => format!(
-            "sense key {:#x}, ASC/ASCQ {:02x}/{:02x}",
-            s.key.0,
-            s.asc.0 >> 8,
-            s.asc.0 & 0xff
-        ),
+        Some(s) => match s.asc.description() {
+            Some(what) => format!("{}, {what} (ASC/ASCQ {})", s.key.name(), s.asc),
+            None => format!("{} (ASC/ASCQ {})", s.key.name(), s.asc),
+        },
         None => "no sense data".into(),
     }
 }
@@ -405,9 +401,16 @@ impl Completion {
     /// `Ok` with the buffer for GOOD status; [`Error::CheckCondition`] or [`Error::Status`]
     /// otherwise.
     pub fn into_good(self) -> Result<Option<Vec<u8>>, Error> {
+        self.check()?;
+        Ok(self.data)
+    }
+
+    /// `Ok` for GOOD status; [`Error::CheckCondition`] or [`Error::Status`] otherwise (the
+    /// buffer stays in `self.data`).
+    pub fn check(&self) -> Result<(), Error> {
         let s = &self.status;
         if s.is_good() {
-            return Ok(self.data);
+            return Ok(());
         }
         if s.response == iscsi_proto::pdu::ServiceResponse::COMPLETED
             && s.status == ScsiStatus::CHECK_CONDITION
@@ -434,6 +437,13 @@ pub struct Capacity {
     pub block_size: u32,
 }
 
+impl Inquiry {
+    /// Whether a logical unit is connected at this LUN (peripheral qualifier 0).
+    pub fn connected(&self) -> bool {
+        self.qualifier == 0
+    }
+}
+
 impl Capacity {
     /// Capacity in bytes.
     pub fn bytes(&self) -> u64 {
@@ -444,7 +454,10 @@ impl Capacity {
 /// Standard INQUIRY data, decoded.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Inquiry {
-    /// Peripheral device type (0: disk).
+    /// Peripheral qualifier (0: a unit is connected; 1: supported but not connected; 3: no
+    /// logical unit at this LUN).
+    pub qualifier: u8,
+    /// Peripheral device type (0: disk; 0x1f with qualifier 3: no unit).
     pub device_type: u8,
     /// Removable medium.
     pub removable: bool,
@@ -510,10 +523,14 @@ impl Session {
         cfg: InitiatorConfig,
         transport: T,
     ) -> Result<Session, Error> {
-        if cfg.initiator_name.is_empty() || cfg.target.is_empty() {
-            return Err(Error::Config(
-                "the initiator and target names must be set".into(),
-            ));
+        if cfg.initiator_name.is_empty() {
+            return Err(Error::Config("the initiator name is empty".into()));
+        }
+        if cfg.target.is_empty() {
+            return Err(Error::Config(format!(
+                "no target name to log in to at {} (iscsi://host[:port]/target-iqn/lun)",
+                cfg.portal
+            )));
         }
         let r = conn::random_bytes(4);
         let isid = Isid::random(u32::from_be_bytes([r[0], r[1], r[2], r[3]]), 0);
@@ -630,14 +647,15 @@ impl Session {
             let c = self
                 .execute(Request::new(self.lun, cdb, Data::Write(data)))
                 .await?;
-            let back = c.data.clone();
-            match c.into_good() {
+            match c.check() {
                 Err(e) if e.is_unit_attention() && attempt < UA_RETRIES => {
                     attempt += 1;
-                    data = back.ok_or_else(|| Error::Unexpected("write buffer lost".into()))?;
+                    data = c
+                        .data
+                        .ok_or_else(|| Error::Unexpected("write buffer lost".into()))?;
                 }
                 Err(e) => return Err(e),
-                Ok(b) => return Ok(b.unwrap_or_default()),
+                Ok(()) => return Ok(c.data.unwrap_or_default()),
             }
         }
     }
@@ -661,8 +679,13 @@ impl Session {
                 raw.len()
             )));
         }
-        let text = |r: std::ops::Range<usize>| String::from_utf8_lossy(&raw[r]).trim().to_owned();
+        let text = |r: std::ops::Range<usize>| {
+            String::from_utf8_lossy(&raw[r])
+                .trim_matches(|c: char| c == '\0' || c.is_whitespace())
+                .to_owned()
+        };
         Ok(Inquiry {
+            qualifier: raw[0] >> 5,
             device_type: raw[0] & 0x1f,
             removable: raw[1] & 0x80 != 0,
             vendor: text(8..16),
@@ -789,14 +812,13 @@ impl Session {
             let c = self
                 .execute(Request::new(self.lun, &cdb, Data::ReadInto(b)))
                 .await?;
-            let back = c.data.clone();
-            match c.into_good() {
+            match c.check() {
                 Err(e) if e.is_unit_attention() && attempt < UA_RETRIES => {
                     attempt += 1;
-                    buf = back;
+                    buf = c.data;
                 }
                 Err(e) => return Err(e),
-                Ok(b) => return Ok(b.unwrap_or_default()),
+                Ok(()) => return Ok(c.data.unwrap_or_default()),
             }
         }
     }
