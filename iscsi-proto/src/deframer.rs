@@ -103,6 +103,18 @@ impl FrameError {
     }
 }
 
+/// A PDU whose header has arrived and whose data segment is still arriving; see
+/// [`Deframer::pending_data`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PendingHeader {
+    /// Its header.
+    pub header: Bhs,
+    /// Bytes of its data segment already buffered.
+    pub buffered: usize,
+    /// Bytes after the data segment: padding, then the data digest if negotiated.
+    pub trailer: usize,
+}
+
 /// Streaming deframer; see the [module docs](self).
 #[derive(Debug)]
 pub struct Deframer {
@@ -307,6 +319,51 @@ impl Deframer {
         }
     }
 
+    /// The header of the PDU at the front when it has arrived whole (its header digest
+    /// checked) and its data segment has not: a transport may then place the data segment
+    /// straight into its destination ([`Deframer::take_pending`]) instead of buffering it.
+    /// `None` otherwise (no header yet, data complete, an oversized or corrupt PDU: those
+    /// take the [`Deframer::next_frame`] path).
+    pub fn pending_data(&self) -> Option<PendingHeader> {
+        if self.skip > 0 || self.failed.is_some() {
+            return None;
+        }
+        let (_, h) = Bhs::parse(&self.buf).ok()?;
+        if h.data_segment_len > self.config.max_data_segment_len {
+            return None;
+        }
+        let l = layout(&h, self.config.digests);
+        let data_len = h.data_segment_len as usize;
+        if self.buf.len() < l.header_part || self.buf.len() >= l.header_part + data_len {
+            return None;
+        }
+        if self.config.digests.header {
+            let ahs_end = BHS_LEN + h.ahs_len();
+            if crc32c(&self.buf[..ahs_end]) != read_crc(&self.buf[ahs_end..ahs_end + 4]) {
+                return None;
+            }
+        }
+        Some(PendingHeader {
+            header: h,
+            buffered: self.buf.len() - l.header_part,
+            trailer: l.total - l.header_part - data_len,
+        })
+    }
+
+    /// Takes the PDU that [`Deframer::pending_data`] describes out of the buffer: its header
+    /// (BHS and AHS, without the header digest) and the part of its data segment already
+    /// received. The caller then reads the rest of the data segment, the padding and the data
+    /// digest ([`PendingHeader::trailer`] bytes) from the stream itself, and feeds the
+    /// deframer again from the next PDU on.
+    pub fn take_pending(&mut self) -> Option<(PendingHeader, Bytes, Bytes)> {
+        let p = self.pending_data()?;
+        let header_part = self.buf.len() - p.buffered;
+        let header = self.buf.split_to(header_part).freeze();
+        let prefix = self.buf.split().freeze();
+        let raw = header.slice(..BHS_LEN + p.header.ahs_len());
+        Some((p, raw, prefix))
+    }
+
     fn fail(&mut self, e: FrameError) -> FrameError {
         self.buf.clear();
         self.failed = Some(e.clone());
@@ -433,5 +490,50 @@ mod tests {
         let f = d.next_frame().unwrap().unwrap();
         assert_eq!(f.wire_len(), wire.len() - n);
         assert_eq!(Pdu::from_frame(&f).unwrap(), nop(b"ok"));
+    }
+
+    #[test]
+    fn pending_data_hands_out_the_header_and_the_prefix() {
+        let digests = Digests {
+            header: true,
+            data: true,
+        };
+        let mut wire = BytesMut::new();
+        nop(b"0123456789").encode(&mut wire, digests).unwrap();
+        let header_part = BHS_LEN + 4;
+        let mut d = Deframer::new(DeframerConfig {
+            digests,
+            max_data_segment_len: 8192,
+        });
+        // Header incomplete: nothing pending.
+        d.feed(&wire[..header_part - 1]);
+        assert_eq!(d.pending_data(), None);
+        d.feed(&wire[header_part - 1..header_part + 3]);
+        let p = d.pending_data().expect("header whole, data arriving");
+        assert_eq!((p.buffered, p.trailer), (3, 2 + 4));
+        assert_eq!(p.header.data_segment_len, 10);
+        // A corrupt header digest is never pending (next_frame reports it).
+        let mut bad = Deframer::new(d.config());
+        let mut w2 = wire.clone();
+        w2[header_part - 1] ^= 1;
+        bad.feed(&w2[..header_part + 3]);
+        assert_eq!(bad.pending_data(), None);
+        let (p2, raw, prefix) = d.take_pending().unwrap();
+        assert_eq!(p2, p);
+        assert_eq!(&raw[..], &wire[..BHS_LEN]);
+        assert_eq!(&prefix[..], b"012");
+        assert_eq!(d.buffered(), 0);
+        // The caller consumed the rest of the PDU; the next one frames normally.
+        let mut next = BytesMut::new();
+        nop(b"ok").encode(&mut next, digests).unwrap();
+        d.feed(&next);
+        assert_eq!(d.pending_data(), None);
+        assert_eq!(
+            Pdu::from_frame(&d.next_frame().unwrap().unwrap()).unwrap(),
+            nop(b"ok")
+        );
+        // A PDU whose data is all there but not its digest is not pending either.
+        d.feed(&wire[..wire.len() - 1]);
+        assert_eq!(d.pending_data(), None);
     }
 }

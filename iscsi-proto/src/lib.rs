@@ -42,6 +42,6 @@ pub mod text;
 #[cfg(any(fuzzing, feature = "fuzzing"))]
 pub mod fuzzing;
 
-pub use deframer::{Deframer, DeframerConfig, Frame, FrameError};
+pub use deframer::{Deframer, DeframerConfig, Frame, FrameError, PendingHeader};
 pub use pdu::{Pdu, PduError, RejectReason};
 pub use serial::{CmdSn, DataSn, Itt, R2tSn, StatSn, Ttt};

@@ -555,16 +555,52 @@ impl PduMover {
         }
     }
 
+    /// Initiator role: whether a Data-In of `len` data bytes for a read we hold may be placed
+    /// straight into the task's buffer by the transport (its DataSN is the next one and its
+    /// range lies inside the buffer); then [`PduMover::read_buffer_mut`] gives the buffer and
+    /// [`PduMover::receive_placed_data_in`] reports the PDU.
+    pub fn accept_data_in(&self, d: &DataIn, len: usize) -> bool {
+        self.role == Role::Initiator
+            && self.reads.get(&d.itt).is_some_and(|t| {
+                t.error.is_none()
+                    && d.data_sn.0 == t.next_data_sn
+                    && (d.buffer_offset as usize)
+                        .checked_add(len)
+                        .is_some_and(|end| end <= t.buf.len())
+            })
+    }
+
+    /// The buffer of a read we hold (for a transport placing Data-In into it).
+    pub fn read_buffer_mut(&mut self, itt: Itt) -> Option<&mut [u8]> {
+        self.reads.get_mut(&itt).map(|t| &mut t.buf[..])
+    }
+
+    /// A Data-In whose data the transport placed into the task buffer itself (`d.data` is
+    /// empty), after [`PduMover::accept_data_in`]. If the task was cancelled meanwhile the PDU
+    /// goes up as [`Notify::Control`] like any Data-In for a task we do not hold.
+    pub fn receive_placed_data_in(&mut self, d: DataIn) {
+        if self.reads.contains_key(&d.itt) {
+            self.data_in_at(d, true);
+        } else {
+            self.note_window(d.exp_cmd_sn, d.max_cmd_sn);
+            self.notes.push_back(Notify::Control(Pdu::DataIn(d)));
+        }
+    }
+
     /// Initiator role: a Data-In for a read we hold. Placed at its offset; a DataSN gap or
     /// data outside the buffer spoils the task (its status then comes with
     /// [`Notify::DataFailed`]).
     fn data_in(&mut self, d: DataIn) {
+        self.data_in_at(d, false);
+    }
+
+    fn data_in_at(&mut self, d: DataIn, placed: bool) {
         self.note_window(d.exp_cmd_sn, d.max_cmd_sn);
         let Some(t) = self.reads.get_mut(&d.itt) else {
             return;
         };
         let len = d.data.len();
-        if t.error.is_none() {
+        if t.error.is_none() && !placed {
             let start = d.buffer_offset as usize;
             if d.data_sn.0 != t.next_data_sn {
                 t.error = Some(DataError::DataSn {

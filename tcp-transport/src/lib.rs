@@ -27,8 +27,13 @@
 //! - Data-Out (target writes): **1** copy, from the receive buffer into the task buffer (the
 //!   socket read itself lands in the receive buffer).
 //! - Initiator writes: **0** copies (immediate data and Data-Out are slices of the task
-//!   buffer); initiator reads: **1** copy, Data-In from the receive buffer into the task
-//!   buffer at its offset.
+//!   buffer).
+//! - Initiator reads: Data-In PDUs of 16 KiB and more are read from the socket **straight
+//!   into the task buffer** at their offset (the socket read is the only copy, as with
+//!   `read(2)` into a user buffer; the data digest is computed over the placed bytes), apart
+//!   from the part that arrived together with the header; smaller ones are copied once from
+//!   the receive buffer (many of them share one read). [`TcpDatamover::direct_bytes`] counts
+//!   the bytes placed directly.
 #![forbid(unsafe_code)]
 
 use std::collections::VecDeque;
@@ -39,7 +44,8 @@ use std::task::{Context, Poll, ready};
 
 use bytes::{Buf, Bytes, BytesMut};
 use iscsi_proto::datamover::{Datamover, GetData, Notify, PutData, SendCommand};
-use iscsi_proto::pdu::{Digests, Pdu, data_trailer};
+use iscsi_proto::digest::{Crc32c, crc32c_from_wire};
+use iscsi_proto::pdu::{DataIn, Digests, Opcode, Pdu, PduError, data_trailer};
 use iscsi_proto::pdu_mover::PduMover;
 use iscsi_proto::serial::Itt;
 use iscsi_proto::text::{Digest, NegotiatedParams, Role};
@@ -71,7 +77,42 @@ pub struct TcpDatamover {
     read_chunk: usize,
     /// Output was written since [`Datamover::output_progress`] last looked.
     progressed: bool,
+    /// A Data-In whose data segment is being read straight into its task buffer.
+    direct: Option<Direct>,
+    /// Read the next PDU's header alone (the last one was a large Data-In).
+    header_reads: bool,
+    /// Where the data of a direct Data-In goes if its task was cancelled meanwhile.
+    scratch_in: Vec<u8>,
+    /// Data-In bytes read straight into task buffers.
+    direct_bytes: u64,
 }
+
+/// A Data-In placed straight into its task buffer (initiator reads): the socket read
+/// lands in the task buffer, so the payload is copied once (kernel to task buffer), as
+/// with a plain `read(2)` into a user buffer.
+#[derive(Debug)]
+struct Direct {
+    /// The PDU's header fields (no data).
+    pdu: DataIn,
+    raw_header: Bytes,
+    /// Buffer offset of the data.
+    start: usize,
+    len: usize,
+    /// Data bytes placed so far.
+    got: usize,
+    /// Padding and data digest.
+    trailer: [u8; 8],
+    trailer_len: usize,
+    trailer_got: usize,
+    /// The running data digest, when negotiated.
+    crc: Option<Crc32c>,
+}
+
+/// Smallest Data-In data segment placed straight into its buffer; smaller ones are buffered
+/// with their neighbours (one read for many PDUs beats one copy saved).
+const DIRECT_MIN: usize = 16 << 10;
+/// A header read: BHS plus header digest.
+const HEADER_READ: usize = 48 + 4;
 
 impl TcpDatamover {
     /// Wraps a connected stream (sets `TCP_NODELAY`). `role` is the side we play.
@@ -89,6 +130,10 @@ impl TcpDatamover {
             eof: false,
             read_chunk: LOGIN_READ_CHUNK,
             progressed: false,
+            direct: None,
+            header_reads: false,
+            scratch_in: Vec::new(),
+            direct_bytes: 0,
         })
     }
 
@@ -100,6 +145,12 @@ impl TcpDatamover {
     /// Our address.
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
         self.stream.local_addr()
+    }
+
+    /// Data-In payload bytes that went from the socket straight into task buffers (initiator
+    /// reads of large Data-In PDUs), without passing through the receive buffer.
+    pub fn direct_bytes(&self) -> u64 {
+        self.direct_bytes
     }
 
     /// Bytes queued and not yet written.
@@ -200,29 +251,35 @@ impl TcpDatamover {
             }
             // Whole PDUs already received go up before anything is written, so that the
             // answers to a batch of commands leave in one write.
-            match self.deframer.next_frame() {
-                Ok(Some(frame)) => {
-                    self.on_frame(frame);
-                    self.drain()?;
-                    continue;
-                }
-                Ok(None) => {}
-                Err(e) if e.is_fatal() => {
-                    return Poll::Ready(Err(io::Error::new(
-                        io::ErrorKind::InvalidData,
-                        e.to_string(),
-                    )));
-                }
-                Err(e) => {
-                    let digest = matches!(e.error, iscsi_proto::PduError::DataDigest { .. });
-                    match e.header {
-                        Some(h) if digest => {
-                            self.mover
-                                .receive_data_digest_error(e.raw_header, &h, e.error)
-                        }
-                        _ => self.mover.receive_malformed(e.raw_header, e.error),
+            if self.direct.is_none() {
+                match self.deframer.next_frame() {
+                    Ok(Some(frame)) => {
+                        self.on_frame(frame);
+                        self.drain()?;
+                        continue;
                     }
-                    continue;
+                    Ok(None) => {
+                        if self.start_direct() {
+                            continue;
+                        }
+                    }
+                    Err(e) if e.is_fatal() => {
+                        return Poll::Ready(Err(io::Error::new(
+                            io::ErrorKind::InvalidData,
+                            e.to_string(),
+                        )));
+                    }
+                    Err(e) => {
+                        let digest = matches!(e.error, PduError::DataDigest { .. });
+                        match e.header {
+                            Some(h) if digest => {
+                                self.mover
+                                    .receive_data_digest_error(e.raw_header, &h, e.error)
+                            }
+                            _ => self.mover.receive_malformed(e.raw_header, e.error),
+                        }
+                        continue;
+                    }
                 }
             }
             if let Poll::Ready(Err(e)) = self.poll_write_out(cx) {
@@ -236,18 +293,145 @@ impl TcpDatamover {
                 return Poll::Pending;
             }
             ready!(self.stream.poll_read_ready(cx))?;
-            let chunk = self.read_chunk;
-            let buf = self.deframer.read_buf();
-            if buf.capacity() - buf.len() < chunk {
-                buf.reserve(chunk);
-            }
-            match self.stream.try_read_buf(buf) {
+            let read = if self.direct.is_some() {
+                self.read_direct()
+            } else if self.header_reads {
+                // After a large Data-In the next PDU is likely another: read its header
+                // alone so that its data can go straight to its buffer.
+                let mut head = [0u8; HEADER_READ];
+                let n = self.stream.try_read(&mut head);
+                if let Ok(n) = n {
+                    self.deframer.feed(&head[..n]);
+                    self.header_reads = false;
+                }
+                n
+            } else {
+                let chunk = self.read_chunk;
+                let buf = self.deframer.read_buf();
+                if buf.capacity() - buf.len() < chunk {
+                    buf.reserve(chunk);
+                }
+                self.stream.try_read_buf(buf)
+            };
+            match read {
                 Ok(0) => self.eof = true,
                 Ok(_) => {}
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
                 Err(e) => return Poll::Ready(Err(e)),
             }
         }
+    }
+
+    /// Starts placing the data segment of the Data-In at the front of the deframer straight
+    /// into its read buffer, when it is large, still arriving, and the mover accepts it.
+    fn start_direct(&mut self) -> bool {
+        if self.role != Role::Initiator {
+            return false;
+        }
+        let Some(p) = self.deframer.pending_data() else {
+            return false;
+        };
+        let h = p.header;
+        let len = h.data_segment_len as usize;
+        if h.opcode != Opcode::DATA_IN || h.total_ahs_len != 0 || len < DIRECT_MIN {
+            return false;
+        }
+        let Ok(Pdu::DataIn(d)) = Pdu::decode(&h, &Bytes::new(), Bytes::new()) else {
+            return false;
+        };
+        if !self.mover.accept_data_in(&d, len) {
+            return false;
+        }
+        let Some((p, raw_header, prefix)) = self.deframer.take_pending() else {
+            return false;
+        };
+        let start = d.buffer_offset as usize;
+        let mut crc = self.send_digests.data.then(Crc32c::new);
+        if let Some(buf) = self.mover.read_buffer_mut(d.itt) {
+            let dst = &mut buf[start..start + prefix.len()];
+            dst.copy_from_slice(&prefix);
+        }
+        if let Some(c) = crc.as_mut() {
+            c.update(&prefix);
+        }
+        self.direct = Some(Direct {
+            pdu: d,
+            raw_header,
+            start,
+            len,
+            got: prefix.len(),
+            trailer: [0; 8],
+            trailer_len: p.trailer,
+            trailer_got: 0,
+            crc,
+        });
+        true
+    }
+
+    /// Reads more of the direct Data-In: data into the task buffer (or, if the task went
+    /// away, into a scratch buffer), then the padding and digest.
+    fn read_direct(&mut self) -> io::Result<usize> {
+        let Some(d) = self.direct.as_mut() else {
+            return Ok(0);
+        };
+        let n = if d.got < d.len {
+            let (from, to) = (d.start + d.got, d.start + d.len);
+            let n = match self.mover.read_buffer_mut(d.pdu.itt) {
+                Some(buf) => {
+                    let dst = &mut buf[from..to];
+                    let n = self.stream.try_read(dst)?;
+                    if let Some(c) = d.crc.as_mut() {
+                        c.update(&dst[..n]);
+                    }
+                    self.direct_bytes += n as u64;
+                    n
+                }
+                None => {
+                    self.scratch_in.resize(READ_CHUNK, 0);
+                    let want = (to - from).min(READ_CHUNK);
+                    let dst = &mut self.scratch_in[..want];
+                    let n = self.stream.try_read(dst)?;
+                    if let Some(c) = d.crc.as_mut() {
+                        c.update(&dst[..n]);
+                    }
+                    n
+                }
+            };
+            d.got += n;
+            n
+        } else {
+            let n = self
+                .stream
+                .try_read(&mut d.trailer[d.trailer_got..d.trailer_len])?;
+            d.trailer_got += n;
+            n
+        };
+        if n > 0 && d.got == d.len && d.trailer_got == d.trailer_len {
+            self.finish_direct();
+        }
+        Ok(n)
+    }
+
+    /// The direct Data-In is complete: check its data digest and report it.
+    fn finish_direct(&mut self) {
+        let Some(d) = self.direct.take() else {
+            return;
+        };
+        self.header_reads = true;
+        if let Some(mut c) = d.crc {
+            let pad = d.trailer_len - 4;
+            c.update(&d.trailer[..pad]);
+            let computed = c.finish();
+            let mut wire = [0u8; 4];
+            wire.copy_from_slice(&d.trailer[pad..pad + 4]);
+            let received = crc32c_from_wire(wire);
+            if computed != received {
+                return self
+                    .mover
+                    .receive_malformed(d.raw_header, PduError::DataDigest { computed, received });
+            }
+        }
+        self.mover.receive_placed_data_in(d.pdu);
     }
 }
 
