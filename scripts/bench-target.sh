@@ -17,28 +17,21 @@
 #                    the scheduler decides. On this VM a cross-CPU wake-up costs ~70 us, so an
 #                    unpinned QD1 run measures where the scheduler put the processes.
 # Only loopback addresses are used. Everything started here is stopped on exit, by PID.
+# The code it shares with scripts/bench-initiator.sh is in scripts/bench-lib.sh.
 set -euo pipefail
+BENCH_NAME=bench-target
+# shellcheck source=SCRIPTDIR/bench-lib.sh
+source "$(dirname "$0")/bench-lib.sh"
 cd "$(dirname "$0")/.."
 
 DURATION=${DURATION:-8}
 PIN=${PIN:-split}
-last_cpu=$(( $(nproc) - 1 ))
-case $PIN in
-  split) [ "$last_cpu" -ge 1 ] || PIN=same ;;
-  same|none) ;;
-  *) echo "bench-target: PIN must be split, same or none" >&2; exit 1 ;;
-esac
-case $PIN in
-  split) pin_target=(taskset -c "$last_cpu"); pin_client=(taskset -c 0) ;;
-  same) pin_target=(taskset -c 0); pin_client=(taskset -c 0) ;;
-  none) pin_target=(); pin_client=() ;;
-esac
+bench_pin
 LUN_SIZE=${LUN_SIZE:-1GiB}
 WORKLOADS=${WORKLOADS:-"4K rand read QD32:-m 32 -b 8 -r;4K rand read QD1:-m 1 -b 8 -r;128K seq read QD8:-m 8 -b 256"}
 IQN_OURS=iqn.2026-11.rs.iscsi:bench
 IQN_TGT=iqn.2026-11.rs.iscsi:bench-tgt
 
-die() { echo "bench-target: $*" >&2; exit 1; }
 [[ $DURATION =~ ^[1-9][0-9]*$ ]] || die "DURATION must be a whole number of seconds: $DURATION"
 
 for tool in iscsi-perf tgtd tgtadm; do
@@ -46,63 +39,9 @@ for tool in iscsi-perf tgtd tgtadm; do
 done
 [ "$(id -u)" = 0 ] || die "tgtd needs root"
 
-# LUN_SIZE in bytes.
-size_bytes() {
-  local s=$1 n unit
-  [[ $s =~ ^([0-9]+)([KMGT]i?B?)?$ ]] || die "LUN_SIZE must look like 1GiB, 64MiB or a byte count: $s"
-  n=${BASH_REMATCH[1]} unit=${BASH_REMATCH[2]:0:1}
-  case $unit in
-    K) n=$((n << 10)) ;; M) n=$((n << 20)) ;; G) n=$((n << 30)) ;; T) n=$((n << 40)) ;;
-  esac
-  echo "$n"
-}
 lun_bytes=$(size_bytes "$LUN_SIZE")
 
-work=$(mktemp -d /tmp/bench-target.XXXXXX)
-shm_file=/dev/shm/bench-target-$$.img
-ours_pid="" tgtd_pid="" tgt_ctl="" iperf_pid=""
-
-# shellcheck disable=SC2317 # called from the EXIT trap
-stop_pid() { # PID: SIGTERM, then SIGKILL after 5 s
-  local pid=$1
-  kill -0 "$pid" 2>/dev/null || return 0
-  kill -TERM "$pid" 2>/dev/null || true
-  for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-  if kill -0 "$pid" 2>/dev/null; then
-    echo "bench-target: pid $pid ignored SIGTERM; SIGKILL" >&2
-    kill -KILL "$pid" 2>/dev/null || true
-  fi
-  wait "$pid" 2>/dev/null || true
-}
-
-# shellcheck disable=SC2317 # the EXIT trap
-cleanup() {
-  set +e
-  [ -n "$iperf_pid" ] && stop_pid "$iperf_pid"
-  [ -n "$ours_pid" ] && stop_pid "$ours_pid"
-  if [ -n "$tgtd_pid" ]; then
-    # tgtd ignores SIGTERM while it has targets: delete them, then the daemon.
-    if kill -0 "$tgtd_pid" 2>/dev/null; then
-      tgtadm -C "$tgt_ctl" --lld iscsi --mode target --op delete --force --tid 1 >/dev/null 2>&1
-      tgtadm -C "$tgt_ctl" --op delete --mode system >/dev/null 2>&1
-    fi
-    stop_pid "$tgtd_pid"
-    rm -f "/var/run/tgtd/socket.$tgt_ctl" "/var/run/tgtd/socket.$tgt_ctl.lock"
-  fi
-  rm -f "$shm_file"
-  rm -rf "$work"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-# A TCP port on 127.0.0.1 that nothing listens on.
-free_port() {
-  local p
-  while :; do
-    p=$((20000 + RANDOM % 30000))
-    if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then echo "$p"; return; fi
-  done
-}
+bench_begin
 
 # CPU seconds (user+system, all threads) used so far by PID.
 clk_tck=$(getconf CLK_TCK)
@@ -121,39 +60,10 @@ else
   cargo build --release -p iscsi-examples --bin target
   ours_bin=${CARGO_TARGET_DIR:-target}/release/target
 fi
-[ -x "$ours_bin" ] || die "no target binary at $ours_bin"
-"${pin_target[@]}" "$ours_bin" --listen 127.0.0.1:0 --iqn "$IQN_OURS" --lun "ram:$LUN_SIZE" \
-  >"$work/ours.out" 2>"$work/ours.err" &
-ours_pid=$!
-ours_url=""
-for _ in $(seq 300); do
-  ours_url=$(grep -m1 '^iscsi://' "$work/ours.out" || true)
-  [ -n "$ours_url" ] && break
-  kill -0 "$ours_pid" 2>/dev/null || { cat "$work/ours.err" >&2; die "our target exited"; }
-  sleep 0.1
-done
-[ -n "$ours_url" ] || { tail "$work/ours.err" >&2; die "our target printed no URL in 30 s"; }
+start_ours "$ours_bin" "$IQN_OURS"
 
-# --- tgtd: its own control port (socket /var/run/tgtd/socket.N), one portal on loopback.
-tgt_port=$(free_port)
-while :; do
-  tgt_ctl=$((1000 + RANDOM % 9000))
-  [ -e "/var/run/tgtd/socket.$tgt_ctl" ] || break
-done
-truncate -s "$lun_bytes" "$shm_file"
-"${pin_target[@]}" tgtd -f -C "$tgt_ctl" --iscsi "portal=127.0.0.1:$tgt_port" >"$work/tgtd.log" 2>&1 &
-tgtd_pid=$!
-tgt() { tgtadm -C "$tgt_ctl" --lld iscsi "$@"; }
-for _ in $(seq 100); do
-  tgt --mode target --op show >/dev/null 2>&1 && break
-  kill -0 "$tgtd_pid" 2>/dev/null || { cat "$work/tgtd.log" >&2; die "tgtd exited"; }
-  sleep 0.1
-done
-tgt --mode target --op new --tid 1 --targetname "$IQN_TGT"
-tgt --mode logicalunit --op new --tid 1 --lun 1 --backing-store "$shm_file"
-tgt --mode target --op bind --tid 1 --initiator-address ALL
-tgt_url="iscsi://127.0.0.1:$tgt_port/$IQN_TGT/1"
-tgt_version=$(tgtd -V 2>&1 | head -1 || true)
+# --- tgtd
+start_tgtd "$lun_bytes"
 
 # --- optional TCP ceiling
 iperf_line="iperf3 not installed: loopback TCP ceiling not measured"
@@ -189,14 +99,9 @@ run_perf() {
   local name=$1 url=$2 pid=$3 flags=$4 out=$work/perf.out cpu0 cpu1 iops bs blocks times
   cpu0=$(cpu_seconds "$pid")
   # shellcheck disable=SC2086 # FLAGS are words
-  if ! { TIMEFORMAT='%U %S'; time "${pin_client[@]}" timeout $((DURATION + 30)) iscsi-perf $flags -t "$DURATION" "$url" \
-        >"$out" 2>&1; } 2>"$work/time"; then
-    echo "FAIL: iscsi-perf against $name: $(tr '\r' '\n' <"$out" | grep -v '^ *$' | tail -2 | tr '\n' ' ')" >&2
-    echo "FAIL"
-    return
-  fi
+  client_run "iscsi-perf against $name" "$out" iscsi-perf $flags -t "$DURATION" "$url" || return 0
   cpu1=$(cpu_seconds "$pid")
-  iops=$(tr '\r' '\n' <"$out" | sed -n 's/^iops average \([0-9]*\) .*/\1/p' | tail -1)
+  iops=$(iops_average "$out")
   # "capacity is N blocks or B byte": block size = B / N
   bs=$(sed -n 's/^capacity is \([0-9]*\) blocks or \([0-9]*\) byte.*/\2 \1/p' "$out" | awk '{ print $1 / $2 }')
   blocks=$(sed -n 's/^FIXED transfer size of \([0-9]*\) blocks.*/\1/p' "$out")
