@@ -279,3 +279,40 @@ fn a_target_that_never_moves_on_is_given_up() {
     }
     panic!("the initiator never gave up");
 }
+
+/// The request that carries our CHAP response (and, with mutual CHAP, our challenge) asks to
+/// leave the security stage (T=1, RFC 7143 Appendix B), so that the target's mutual answer
+/// comes with its transition and no further security-stage request is needed: tgtd refuses
+/// one once it has answered.
+#[test]
+fn the_chap_response_asks_to_move_on() {
+    for mutual in [false, true] {
+        let (mut t, mut host) = target(chap_target(mutual));
+        let auth = chap_initiator(
+            "alice-secret-0123",
+            mutual.then_some("bob-secret-4567"),
+            ChapAlgorithm::Sha256,
+        );
+        let mut i = initiator(SessionType::Normal, Some(auth));
+        let mut req = i.start();
+        let mut security_requests = 0;
+        loop {
+            if req.csg == iscsi_proto::pdu::Stage::Security {
+                security_requests += 1;
+                if req.data.windows(7).any(|w| w == b"CHAP_R=") {
+                    assert!(req.transit, "mutual={mutual}: CHAP_R sent with T=0");
+                }
+            }
+            let resp: LoginResponse = match t.handle(&req, &mut host) {
+                LoginStep::Continue(r) | LoginStep::Complete(r) | LoginStep::Failed(r, _) => r,
+            };
+            match i.handle(&resp).expect("login goes on") {
+                InitiatorStep::Send(next) => req = next,
+                InitiatorStep::Complete(_) => break,
+                other => panic!("{other:?}"),
+            }
+        }
+        // AuthMethod, CHAP_A, CHAP_N/CHAP_R (+ CHAP_I/CHAP_C): three requests, no fourth.
+        assert_eq!(security_requests, 3, "mutual={mutual}");
+    }
+}

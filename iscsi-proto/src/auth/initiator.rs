@@ -174,7 +174,7 @@ enum State {
 /// Put [`InitiatorAuthenticator::start`]'s keys in the first Login request, then feed the
 /// security keys of each Login response ([`HandleOutput::passthrough`]) to
 /// [`InitiatorAuthenticator::handle`] and send what it returns in the next request. Once
-/// [`InitiatorAuthenticator::is_done`], the request may set T=1. When the target answers T=1
+/// [`InitiatorAuthenticator::may_request_transit`], the request may set T=1. When the target answers T=1
 /// out of the security stage, call [`InitiatorAuthenticator::check_transit`]: it fails when
 /// the target skipped a step we need (notably its mutual CHAP answer). On any error, drop the
 /// connection.
@@ -247,6 +247,16 @@ impl InitiatorAuthenticator {
             State::Initial => !self.config.offers_chap(),
             _ => false,
         }
+    }
+
+    /// Whether the next request may set T=1: our part is complete, or all that is left is the
+    /// target's mutual CHAP answer, which comes in the response to that request (RFC 7143
+    /// Appendix B: the initiator sends its CHAP_R with its own challenge and T=1;
+    /// [`InitiatorAuthenticator::check_transit`] still refuses a transition without the
+    /// target's proof). Some targets (tgtd) refuse any further security-stage request once
+    /// they answered, so waiting with T=0 fails there.
+    pub fn may_request_transit(&self) -> bool {
+        self.is_done() || matches!(self.state, State::AwaitTargetResponse { .. })
     }
 
     /// Whether the authenticator failed (every later call returns the error).

@@ -353,7 +353,7 @@ impl InitiatorLogin {
         // Ask to move on once authentication is over; in the operational stage always (the
         // target answers our offers and moves on in the same response, or stays with T=0).
         let transit = match self.stage {
-            Stage::Security => self.auth.is_done(),
+            Stage::Security => self.auth.may_request_transit(),
             _ => true,
         };
         Ok(InitiatorStep::Send(self.request(answers, transit)))

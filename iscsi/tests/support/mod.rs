@@ -11,6 +11,8 @@
 
 #![allow(dead_code)]
 
+pub mod tgtd;
+
 use std::collections::HashMap;
 use std::future::Future;
 use std::io;
