@@ -249,6 +249,14 @@ impl TcpDatamover {
                 self.drain()?;
                 return Poll::Ready(Ok(Some(n)));
             }
+            // An initiator's commands leave before more input is handled (a target's answers
+            // wait for the whole batch of input, below).
+            if self.role == Role::Initiator
+                && !self.out.is_empty()
+                && let Poll::Ready(Err(e)) = self.poll_write_out(cx)
+            {
+                return Poll::Ready(Err(e));
+            }
             // Whole PDUs already received go up before anything is written, so that the
             // answers to a batch of commands leave in one write.
             if self.direct.is_none() {
