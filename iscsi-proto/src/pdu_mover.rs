@@ -638,13 +638,17 @@ impl PduMover {
         }
     }
 
-    /// Whether an R2T asks for data a write we hold can give.
+    /// Whether an R2T asks for data a write we hold can give, under a valid TTT.
     fn r2t_fits(&self, r: &R2t) -> bool {
         let Some(w) = self.writes.get(&r.itt) else {
             return false;
         };
         let end = u64::from(r.buffer_offset) + u64::from(r.desired_len);
-        r.desired_len > 0 && r.desired_len <= self.max_burst && end <= w.data.len() as u64
+        // The reserved TTT would make our answer look like unsolicited data.
+        !r.ttt.is_reserved()
+            && r.desired_len > 0
+            && r.desired_len <= self.max_burst
+            && end <= w.data.len() as u64
     }
 
     /// Initiator role: answer an R2T with Data-Out PDUs cut from the task's data.

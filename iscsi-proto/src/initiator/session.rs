@@ -917,8 +917,8 @@ impl InitiatorSession {
                 match self.tasks.get(&r.itt) {
                     Some(t) if t.state == TaskState::Abandoned => {}
                     _ => self.protocol_error(format!(
-                        "R2T for task {:?} asks for offset {} length {} beyond its data or MaxBurstLength",
-                        r.itt, r.buffer_offset, r.desired_len
+                        "R2T for task {:?} (TTT {:?}) asks for offset {} length {} beyond its data or MaxBurstLength, or has the reserved TTT",
+                        r.itt, r.ttt, r.buffer_offset, r.desired_len
                     )),
                 }
             }
