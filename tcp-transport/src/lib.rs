@@ -50,6 +50,7 @@ use iscsi_proto::pdu_mover::PduMover;
 use iscsi_proto::serial::Itt;
 use iscsi_proto::text::{Digest, NegotiatedParams, Role};
 use iscsi_proto::{Deframer, DeframerConfig};
+use tokio::io::Interest;
 use tokio::net::TcpStream;
 
 /// Most segments handed to one vectored write.
@@ -307,7 +308,9 @@ impl TcpDatamover {
                 // After a large Data-In the next PDU is likely another: read its header
                 // alone so that its data can go straight to its buffer.
                 let mut head = [0u8; HEADER_READ];
-                let n = self.stream.try_read(&mut head);
+                let n = read_drained(&self.stream, HEADER_READ, || {
+                    self.stream.try_read(&mut head)
+                });
                 if let Ok(n) = n {
                     self.deframer.feed(&head[..n]);
                     self.header_reads = false;
@@ -319,7 +322,8 @@ impl TcpDatamover {
                 if buf.capacity() - buf.len() < chunk {
                     buf.reserve(chunk);
                 }
-                self.stream.try_read_buf(buf)
+                let spare = buf.capacity() - buf.len();
+                read_drained(&self.stream, spare, || self.stream.try_read_buf(buf))
             };
             match read {
                 Ok(0) => self.eof = true,
@@ -387,7 +391,8 @@ impl TcpDatamover {
             let n = match self.mover.read_buffer_mut(d.pdu.itt) {
                 Some(buf) => {
                     let dst = &mut buf[from..to];
-                    let n = self.stream.try_read(dst)?;
+                    let want = dst.len();
+                    let n = read_drained(&self.stream, want, || self.stream.try_read(dst))?;
                     if let Some(c) = d.crc.as_mut() {
                         c.update(&dst[..n]);
                     }
@@ -398,7 +403,7 @@ impl TcpDatamover {
                     self.scratch_in.resize(READ_CHUNK, 0);
                     let want = (to - from).min(READ_CHUNK);
                     let dst = &mut self.scratch_in[..want];
-                    let n = self.stream.try_read(dst)?;
+                    let n = read_drained(&self.stream, want, || self.stream.try_read(dst))?;
                     if let Some(c) = d.crc.as_mut() {
                         c.update(&dst[..n]);
                     }
@@ -440,6 +445,31 @@ impl TcpDatamover {
             }
         }
         self.mover.receive_placed_data_in(d.pdu);
+    }
+}
+
+/// Runs one socket read wanting `want` bytes. When it returns fewer (but some), the socket
+/// was drained at that moment and its readiness is cleared right away: the read that would
+/// only have said EAGAIN is saved (one syscall per wake-up). Readiness that arrives after the
+/// read is kept (tokio clears only the readiness it had observed).
+fn read_drained(
+    stream: &TcpStream,
+    want: usize,
+    read: impl FnOnce() -> io::Result<usize>,
+) -> io::Result<usize> {
+    let mut got = None;
+    let r = stream.try_io(Interest::READABLE, || {
+        let n = read()?;
+        got = Some(n);
+        if n > 0 && n < want {
+            Err(io::ErrorKind::WouldBlock.into())
+        } else {
+            Ok(n)
+        }
+    });
+    match got {
+        Some(n) => Ok(n),
+        None => r,
     }
 }
 
