@@ -27,14 +27,14 @@
 //! Anything it cannot place (a Data-In or R2T for a task it does not hold, an R2T outside the
 //! buffer) goes up as [`Notify::Control`] for the session core to judge.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 
 use crate::datamover::{DataError, GetData, Notify, PutData, SendCommand};
 use crate::pdu::{Bhs, DataIn, DataOut, Lun, Opcode, Pdu, PduError, R2t, ScsiResponse};
-use crate::serial::{CmdSn, DataSn, Itt, StatSn, Ttt};
+use crate::serial::{CmdSn, DataSn, Itt, StatSn, TagMap, Ttt};
 use crate::text::{NegotiatedParams, Role};
 
 /// Buffers kept for reuse per connection.
@@ -170,12 +170,12 @@ pub struct PduMover {
     send_segment: u32,
     max_burst: u32,
     // Target role.
-    transfers: HashMap<Ttt, Transfer>,
+    transfers: TagMap<Ttt, Transfer>,
     /// Task buffers held for Get_Data, with the number of transfers still running.
-    buffers: HashMap<Itt, (Vec<u8>, u32)>,
+    buffers: TagMap<Itt, (Vec<u8>, u32)>,
     // Initiator role.
-    reads: HashMap<Itt, ReadTask>,
-    writes: HashMap<Itt, WriteTask>,
+    reads: TagMap<Itt, ReadTask>,
+    writes: TagMap<Itt, WriteTask>,
     /// ExpStatSN of the last PDU we sent (for the Data-Out PDUs we send on our own).
     exp_stat_sn: StatSn,
     /// The CmdSN window last seen on a PDU (reported again only when it changes).
@@ -194,10 +194,10 @@ impl PduMover {
             pool: Pool::default(),
             send_segment: params.max_send_data_segment_length(role),
             max_burst: params.max_burst_length,
-            transfers: HashMap::new(),
-            buffers: HashMap::new(),
-            reads: HashMap::new(),
-            writes: HashMap::new(),
+            transfers: TagMap::default(),
+            buffers: TagMap::default(),
+            reads: TagMap::default(),
+            writes: TagMap::default(),
             exp_stat_sn: StatSn(0),
             window: None,
         }

@@ -144,6 +144,35 @@ serial_number!(
     R2tSn
 );
 
+/// A hasher for the maps keyed by task tags, transfer tags and sequence numbers of one
+/// connection: one multiplication per key instead of SipHash. The keys we insert are tags we
+/// allocate ourselves (consecutive numbers, which the multiplication spreads over the table);
+/// a peer only looks them up, so it cannot fill a table with colliding keys.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct TagHasher(u64);
+
+impl core::hash::Hasher for TagHasher {
+    #[inline]
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    #[inline]
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = (self.0.rotate_left(8) ^ u64::from(*b)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        }
+    }
+
+    #[inline]
+    fn write_u32(&mut self, n: u32) {
+        self.0 = (self.0 ^ u64::from(n)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    }
+}
+
+/// A `HashMap` with [`TagHasher`].
+pub type TagMap<K, V> = std::collections::HashMap<K, V, core::hash::BuildHasherDefault<TagHasher>>;
+
 macro_rules! tag {
     ($(#[$doc:meta])* $name:ident) => {
         $(#[$doc])*

@@ -38,7 +38,7 @@
 //! # let _ = itt; }
 //! ```
 
-use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeSet, VecDeque};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -51,7 +51,7 @@ use crate::pdu::{
     ServiceResponse, TaskAttribute, TaskMgmtFunction, TaskMgmtRequest, TaskMgmtResponse,
     TextRequest, TextResponse, TmfResponse,
 };
-use crate::serial::{CmdSn, DataSn, Itt, StatSn, Ttt};
+use crate::serial::{CmdSn, DataSn, Itt, StatSn, TagMap, Ttt};
 use crate::text::NegotiatedParams;
 
 /// Settings of an initiator connection's full feature phase.
@@ -365,9 +365,9 @@ pub struct InitiatorSession {
     max_cmd_sn: CmdSn,
     exp_stat_sn: StatSn,
     next_itt: u32,
-    tasks: HashMap<Itt, Task>,
+    tasks: TagMap<Itt, Task>,
     in_flight: usize,
-    requests: HashMap<Itt, Pending>,
+    requests: TagMap<Itt, Pending>,
     queue: VecDeque<Queued>,
     deadlines: BTreeSet<(Instant, Itt)>,
     events: VecDeque<SessionEvent>,
@@ -392,9 +392,9 @@ impl InitiatorSession {
             max_cmd_sn: login.max_cmd_sn,
             exp_stat_sn: login.exp_stat_sn,
             next_itt: 0x1000,
-            tasks: HashMap::new(),
+            tasks: TagMap::default(),
             in_flight: 0,
-            requests: HashMap::new(),
+            requests: TagMap::default(),
             queue: VecDeque::new(),
             deadlines: BTreeSet::new(),
             events: VecDeque::new(),

@@ -1,7 +1,7 @@
 //! The connection driver: one tokio task per session that owns the datamover and the sans-IO
 //! [`InitiatorSession`], logs in, and logs in again after a connection loss.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -12,7 +12,7 @@ use iscsi_proto::initiator::{
     InitiatorSession, InitiatorStep, SessionEvent, TaskError,
 };
 use iscsi_proto::pdu::{Isid, Lun, Pdu, TmfResponse, Tsih};
-use iscsi_proto::serial::Itt;
+use iscsi_proto::serial::{Itt, TagMap};
 use iscsi_proto::text::{LocalConfig, SessionType};
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::{Instant, sleep_until, timeout_at};
@@ -281,8 +281,8 @@ struct Conn<'a, D: Datamover<Buffer = Vec<u8>>> {
     dm: D,
     session: InitiatorSession,
     cfg: &'a InitiatorConfig,
-    tasks: HashMap<Itt, CommandOp>,
-    tmfs: HashMap<Itt, oneshot::Sender<Result<TmfResponse, Error>>>,
+    tasks: TagMap<Itt, CommandOp>,
+    tmfs: TagMap<Itt, oneshot::Sender<Result<TmfResponse, Error>>>,
     logout: Option<oneshot::Sender<Result<(), Error>>>,
     /// The target asked for a logout: reconnect after it.
     logout_for_target: bool,
@@ -303,8 +303,8 @@ async fn run_connection<D: Datamover<Buffer = Vec<u8>>>(
         dm: c.dm,
         session,
         cfg,
-        tasks: HashMap::new(),
-        tmfs: HashMap::new(),
+        tasks: TagMap::default(),
+        tmfs: TagMap::default(),
         logout: None,
         logout_for_target: false,
         closing: false,
@@ -314,8 +314,7 @@ async fn run_connection<D: Datamover<Buffer = Vec<u8>>>(
         conn.submit(op, now);
     }
     let mut handles_gone = false;
-    let far = || Instant::now() + Duration::from_secs(24 * 3600);
-    let timer = sleep_until(far());
+    let timer = sleep_until(Instant::now() + Duration::from_secs(24 * 3600));
     tokio::pin!(timer);
     let mut armed: Option<Instant> = None;
     loop {
@@ -330,10 +329,13 @@ async fn run_connection<D: Datamover<Buffer = Vec<u8>>>(
             tokio::task::yield_now().await;
             continue;
         }
-        let wake = conn.session.poll_timeout().map(Instant::from_std);
-        if wake != armed {
-            armed = wake;
-            timer.as_mut().reset(wake.unwrap_or_else(far));
+        // Re-arm only for an earlier deadline: command deadlines move later as commands
+        // complete, and a timer that fires early just finds nothing due.
+        if let Some(w) = conn.session.poll_timeout().map(Instant::from_std)
+            && armed.is_none_or(|a| w < a)
+        {
+            armed = Some(w);
+            timer.as_mut().reset(w);
         }
         tokio::select! {
             biased;
