@@ -287,8 +287,6 @@ struct Conn<'a, D: Datamover<Buffer = Vec<u8>>> {
     /// The target asked for a logout: reconnect after it.
     logout_for_target: bool,
     closing: bool,
-    /// Commands completed since the driver last let the callers run.
-    completed: usize,
 }
 
 async fn run_connection<D: Datamover<Buffer = Vec<u8>>>(
@@ -308,7 +306,6 @@ async fn run_connection<D: Datamover<Buffer = Vec<u8>>>(
         logout: None,
         logout_for_target: false,
         closing: false,
-        completed: 0,
     };
     for op in retry.drain(..) {
         conn.submit(op, now);
@@ -320,14 +317,6 @@ async fn run_connection<D: Datamover<Buffer = Vec<u8>>>(
     loop {
         if let Some(end) = conn.pump(retry) {
             return end;
-        }
-        if conn.completed >= YIELD_EVERY {
-            // Let the callers of the completed commands run (and submit their next ones)
-            // before the rest of the input is handled: new commands go out sooner, which
-            // keeps the target busy instead of answering in lockstep batches.
-            conn.completed = 0;
-            tokio::task::yield_now().await;
-            continue;
         }
         // Re-arm only for an earlier deadline: command deadlines move later as commands
         // complete, and a timer that fires early just finds nothing due.
@@ -349,20 +338,12 @@ async fn run_connection<D: Datamover<Buffer = Vec<u8>>>(
                 }
             },
             op = rx.recv(), if !handles_gone && !conn.closing => match op {
-                Some(op) => {
-                    conn.op(op);
-                    // Take what else is waiting, so that a burst of commands leaves in one
-                    // write.
-                    for _ in 0..OPS_PER_TURN {
-                        if conn.closing {
-                            break;
-                        }
-                        match rx.try_recv() {
-                            Ok(op) => conn.op(op),
-                            Err(_) => break,
-                        }
-                    }
-                }
+                // One command per turn: it is written at once (before more input is handled),
+                // so the target gets a steady stream of commands instead of bursts it answers
+                // in lockstep with us. Measured with 4K random reads at QD32 across two CPUs:
+                // 280K IOPS, against 210K when each turn took every waiting command into one
+                // write.
+                Some(op) => conn.op(op),
                 None => {
                     // Every handle dropped: log out once the commands are done.
                     handles_gone = true;
@@ -377,14 +358,6 @@ async fn run_connection<D: Datamover<Buffer = Vec<u8>>>(
         }
     }
 }
-
-/// Completions after which the driver yields to the tasks it woke (measured: 4K random
-/// reads at QD32 gain 5-8% over yielding only when the input is drained; 128K and QD1 do not
-/// change).
-const YIELD_EVERY: usize = 4;
-
-/// Most commands taken from the handles per turn of the driver loop.
-const OPS_PER_TURN: usize = 64;
 
 impl<D: Datamover<Buffer = Vec<u8>>> Conn<'_, D> {
     fn submit(&mut self, op: CommandOp, now: Instant) {
@@ -480,10 +453,7 @@ impl<D: Datamover<Buffer = Vec<u8>>> Conn<'_, D> {
                         return Some(self.lost(retry));
                     }
                 }
-                SessionEvent::Complete { itt, result } => {
-                    self.completed += 1;
-                    self.complete(itt, result, retry)
-                }
+                SessionEvent::Complete { itt, result } => self.complete(itt, result, retry),
                 SessionEvent::TaskManagement { itt, response } => {
                     if let Some(r) = self.tmfs.remove(&itt) {
                         let _ = r.send(Ok(response));
