@@ -1167,6 +1167,8 @@ impl BenchWorker {
         // A pattern (not zeros) so that thin targets store the writes.
         let mut buf: Vec<u8> = (0..buf_len).map(|i| (i as u8) ^ 0x5a).collect();
         let write = self.rw.is_write();
+        // One clock reading per IO: an IO's end is the next one's start.
+        let mut t0 = Instant::now();
         while !self.stop.load(Ordering::Relaxed) {
             let slot = if self.rw.is_random() {
                 // xorshift64*
@@ -1178,7 +1180,6 @@ impl BenchWorker {
                 self.seq.fetch_add(1, Ordering::Relaxed) % self.slots
             };
             let lba = slot * self.io_blocks;
-            let t0 = Instant::now();
             buf = block_io(&self.s, write, lba, buf).await.map_err(|e| {
                 format!(
                     "{} at LBA {lba}: {}",
@@ -1186,7 +1187,9 @@ impl BenchWorker {
                     e
                 )
             })?;
-            let ns = u64::try_from(t0.elapsed().as_nanos()).unwrap_or(u64::MAX);
+            let t1 = Instant::now();
+            let ns = u64::try_from((t1 - t0).as_nanos()).unwrap_or(u64::MAX);
+            t0 = t1;
             self.stats.ios.fetch_add(1, Ordering::Relaxed);
             self.stats.lat_ns.fetch_add(ns, Ordering::Relaxed);
             self.stats.lat_max_ns.fetch_max(ns, Ordering::Relaxed);

@@ -287,6 +287,8 @@ struct Conn<'a, D: Datamover<Buffer = Vec<u8>>> {
     /// The target asked for a logout: reconnect after it.
     logout_for_target: bool,
     closing: bool,
+    /// The time at the last notification.
+    last_now: Instant,
 }
 
 async fn run_connection<D: Datamover<Buffer = Vec<u8>>>(
@@ -306,9 +308,14 @@ async fn run_connection<D: Datamover<Buffer = Vec<u8>>>(
         logout: None,
         logout_for_target: false,
         closing: false,
+        last_now: now,
     };
     for op in retry.drain(..) {
-        conn.submit(op, now);
+        if op.deadline.is_some_and(|d| d <= now) {
+            let _ = op.reply.send(Err(Error::TimedOut));
+        } else {
+            conn.submit(op, now);
+        }
     }
     let mut handles_gone = false;
     let timer = sleep_until(Instant::now() + Duration::from_secs(24 * 3600));
@@ -360,11 +367,9 @@ async fn run_connection<D: Datamover<Buffer = Vec<u8>>>(
 }
 
 impl<D: Datamover<Buffer = Vec<u8>>> Conn<'_, D> {
+    /// Submits a command. A deadline already past is the session's to handle (it times
+    /// the command out on the next timer turn).
     fn submit(&mut self, op: CommandOp, now: Instant) {
-        if op.deadline.is_some_and(|d| d <= now) {
-            let _ = op.reply.send(Err(Error::TimedOut));
-            return;
-        }
         let cmd = Command {
             lun: Lun::from_index(op.lun).unwrap_or_default(),
             cdb: op.cdb.clone(),
@@ -383,9 +388,24 @@ impl<D: Datamover<Buffer = Vec<u8>>> Conn<'_, D> {
     }
 
     fn op(&mut self, op: Op) {
+        if let Op::Command(c) = op {
+            // The clock is read once per notification already; only a command whose
+            // deadline is near needs a fresh reading (one already past is not sent).
+            let mut now = self.last_now;
+            if c.deadline
+                .is_some_and(|d| d <= now + Duration::from_secs(1))
+            {
+                now = Instant::now();
+                if c.deadline.is_some_and(|d| d <= now) {
+                    let _ = c.reply.send(Err(Error::TimedOut));
+                    return;
+                }
+            }
+            return self.submit(c, now);
+        }
         let now = Instant::now();
         match op {
-            Op::Command(c) => self.submit(c, now),
+            Op::Command(_) => {}
             Op::Tmf { kind, reply } => {
                 let itt = match kind {
                     TmfKind::LuReset(lun) => self
@@ -404,7 +424,8 @@ impl<D: Datamover<Buffer = Vec<u8>>> Conn<'_, D> {
     }
 
     fn notify(&mut self, n: Notify<Vec<u8>>) {
-        let now = Instant::now().into_std();
+        self.last_now = Instant::now();
+        let now = self.last_now.into_std();
         match n {
             Notify::Control(pdu) => self.session.handle_pdu(now, pdu),
             Notify::DataComplete { itt, buf } => {

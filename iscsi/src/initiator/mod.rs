@@ -641,11 +641,16 @@ impl Session {
     }
 
     /// Like `run` for a write whose buffer is moved in and handed back.
-    async fn run_owned(&self, cdb: &[u8], mut data: Vec<u8>) -> Result<Vec<u8>, Error> {
+    async fn run_owned(&self, cdb: Bytes, mut data: Vec<u8>) -> Result<Vec<u8>, Error> {
         let mut attempt = 0;
         loop {
             let c = self
-                .execute(Request::new(self.lun, cdb, Data::Write(data)))
+                .execute(Request {
+                    lun: self.lun,
+                    cdb: cdb.clone(),
+                    data: Data::Write(data),
+                    timeout: None,
+                })
                 .await?;
             match c.check() {
                 Err(e) if e.is_unit_attention() && attempt < UA_RETRIES => {
@@ -769,22 +774,21 @@ impl Session {
             .collect())
     }
 
-    fn rw_cdb(op10: u8, op16: u8, lba: u64, blocks: u32, fua: bool) -> Vec<u8> {
-        if lba <= u64::from(u32::MAX) && blocks <= 0xffff {
-            let mut c = vec![0u8; 10];
+    fn rw_cdb(op10: u8, op16: u8, lba: u64, blocks: u32, fua: bool) -> Bytes {
+        let mut c = [0u8; 16];
+        c[1] = if fua { 0x08 } else { 0 };
+        let len = if lba <= u64::from(u32::MAX) && blocks <= 0xffff {
             c[0] = op10;
-            c[1] = if fua { 0x08 } else { 0 };
             c[2..6].copy_from_slice(&(lba as u32).to_be_bytes());
             c[7..9].copy_from_slice(&(blocks as u16).to_be_bytes());
-            c
+            10
         } else {
-            let mut c = vec![0u8; 16];
             c[0] = op16;
-            c[1] = if fua { 0x08 } else { 0 };
             c[2..10].copy_from_slice(&lba.to_be_bytes());
             c[10..14].copy_from_slice(&blocks.to_be_bytes());
-            c
-        }
+            16
+        };
+        Bytes::copy_from_slice(&c[..len])
     }
 
     /// Reads `blocks` blocks at `lba`.
@@ -810,7 +814,12 @@ impl Session {
         loop {
             let b = buf.take().unwrap_or_default();
             let c = self
-                .execute(Request::new(self.lun, &cdb, Data::ReadInto(b)))
+                .execute(Request {
+                    lun: self.lun,
+                    cdb: cdb.clone(),
+                    data: Data::ReadInto(b),
+                    timeout: None,
+                })
                 .await?;
             match c.check() {
                 Err(e) if e.is_unit_attention() && attempt < UA_RETRIES => {
@@ -843,7 +852,7 @@ impl Session {
         let bs = self.block_size().await?;
         let blocks = whole_blocks(data.len(), bs)?;
         let cdb = Self::rw_cdb(0x2a, 0x8a, lba, blocks, fua);
-        self.run_owned(&cdb, data).await
+        self.run_owned(cdb, data).await
     }
 
     /// SYNCHRONIZE CACHE (10) of the whole unit.
