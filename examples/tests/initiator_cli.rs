@@ -6,8 +6,7 @@
 //! the end, also when the test fails. When libiscsi's tools (`iscsi-inq`,
 //! `iscsi-readcapacity16`) are installed their answers are compared with the CLI's, and with
 //! `qemu-io` (libiscsi's block driver in qemu) data written by one is read by the other; a
-//! missing tool is a printed skip (`ISCSI_REQUIRE_PEERS=1` makes a missing libiscsi tool an
-//! error).
+//! missing tool is a printed skip (`ISCSI_REQUIRE_PEERS=1` makes it an error).
 //!
 //! ```sh
 //! cargo test -p iscsi-examples --test initiator_cli -- --nocapture
@@ -557,11 +556,11 @@ fn libiscsi_tools_agree() {
 }
 
 /// Data through libiscsi: qemu's iSCSI block driver (`qemu-io`) reads what the CLI wrote,
-/// and the CLI reads what qemu-io wrote. qemu is optional: a missing `qemu-io` is a skip.
+/// and the CLI reads what qemu-io wrote. A missing `qemu-io` is a printed skip, or a failure
+/// with `ISCSI_REQUIRE_PEERS=1`.
 #[test]
 fn qemu_io_reads_our_writes_and_we_read_its() {
-    if peer::find_tool("qemu-io").is_none() {
-        println!("SKIPPED qemu_io_reads_our_writes_and_we_read_its: qemu-io not installed");
+    if !peer::require_tools("qemu_io_reads_our_writes_and_we_read_its", &["qemu-io"]) {
         return;
     }
     let fx = Fixture::start("qemu-io", &[]);

@@ -28,6 +28,7 @@
 //! buffer) goes up as [`Notify::Control`] for the session core to judge.
 
 use std::collections::VecDeque;
+use std::ops::Range;
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
@@ -570,9 +571,10 @@ impl PduMover {
             })
     }
 
-    /// The buffer of a read we hold (for a transport placing Data-In into it).
-    pub fn read_buffer_mut(&mut self, itt: Itt) -> Option<&mut [u8]> {
-        self.reads.get_mut(&itt).map(|t| &mut t.buf[..])
+    /// Bytes `range` of the buffer of a read we hold (for a transport placing Data-In into
+    /// it); `None` if the task is gone or the range is not inside its buffer.
+    pub fn read_buffer_mut(&mut self, itt: Itt, range: Range<usize>) -> Option<&mut [u8]> {
+        self.reads.get_mut(&itt)?.buf.get_mut(range)
     }
 
     /// A Data-In whose data the transport placed into the task buffer itself (`d.data` is

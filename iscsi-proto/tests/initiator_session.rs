@@ -539,7 +539,8 @@ fn fifty_commands_through_a_window_of_four() {
 }
 
 /// `max_in_flight` bounds the commands on the wire inside a larger window, `max_queued` the
-/// commands waiting; CDBs must be 1..=1020 bytes.
+/// commands waiting; CDBs must be 1..=1020 bytes; a Text request must fit the target's
+/// MaxRecvDataSegmentLength.
 #[test]
 fn submit_limits() {
     let mut o = Opts::new().depth(32);
@@ -559,6 +560,17 @@ fn submit_limits() {
     assert_eq!(
         p.try_submit(Command::new(0, &[0; 1021]), None),
         Err(SubmitError::CdbLength(1021))
+    );
+    // A Text request must fit the target's MaxRecvDataSegmentLength.
+    let max = p.params.target_max_recv_data_segment_length;
+    let now = p.instant();
+    assert_eq!(
+        p.ini
+            .text_request(Bytes::from(vec![b'a'; max as usize + 1]), now),
+        Err(SubmitError::TextLength {
+            len: max as usize + 1,
+            max
+        })
     );
     p.run();
     assert_eq!(p.held.len(), 2);

@@ -22,6 +22,13 @@
 #![forbid(unsafe_code)]
 
 pub mod initiator;
+
+/// Random bytes from the OS for CHAP challenges, ISIDs and the initial StatSN. Without them
+/// logins are refused (both roles): predictable challenges would defeat CHAP.
+pub(crate) fn fill_random(buf: &mut [u8]) -> bool {
+    getrandom::fill(buf).is_ok()
+}
+
 pub mod target;
 
 pub use iscsi_proto as proto;

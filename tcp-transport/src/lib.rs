@@ -359,8 +359,10 @@ impl TcpDatamover {
         };
         let start = d.buffer_offset as usize;
         let mut crc = self.send_digests.data.then(Crc32c::new);
-        if let Some(buf) = self.mover.read_buffer_mut(d.itt) {
-            let dst = &mut buf[start..start + prefix.len()];
+        if let Some(dst) = self
+            .mover
+            .read_buffer_mut(d.itt, start..start + prefix.len())
+        {
             dst.copy_from_slice(&prefix);
         }
         if let Some(c) = crc.as_mut() {
@@ -388,9 +390,8 @@ impl TcpDatamover {
         };
         let n = if d.got < d.len {
             let (from, to) = (d.start + d.got, d.start + d.len);
-            let n = match self.mover.read_buffer_mut(d.pdu.itt) {
-                Some(buf) => {
-                    let dst = &mut buf[from..to];
+            let n = match self.mover.read_buffer_mut(d.pdu.itt, from..to) {
+                Some(dst) => {
                     let want = dst.len();
                     let n = read_drained(&self.stream, want, || self.stream.try_read(dst))?;
                     if let Some(c) = d.crc.as_mut() {

@@ -39,8 +39,13 @@ pub fn require_tools(test: &str, tools: &[&str]) -> bool {
     if missing.is_empty() {
         return true;
     }
+    let package = if missing.iter().any(|t| t.starts_with("qemu")) {
+        "qemu-utils qemu-block-extra"
+    } else {
+        "libiscsi-bin"
+    };
     let msg = format!(
-        "{test}: {} not installed (Debian/Ubuntu: apt-get install libiscsi-bin)",
+        "{test}: {} not installed (Debian/Ubuntu: apt-get install {package})",
         missing.join(", ")
     );
     if peers_required() {

@@ -179,22 +179,8 @@ impl Harness {
     }
 
     fn notify(&mut self, n: Notify<Vec<u8>>) {
-        match n {
-            Notify::Control(pdu) => self.session.handle_pdu(self.now, pdu),
-            Notify::DataComplete { itt, buf } => {
-                self.returned.insert(itt, buf);
-            }
-            Notify::DataFailed { itt, buf, error } => {
-                self.returned.insert(itt, buf);
-                self.session.data_failed(itt, error);
-            }
-            Notify::Window {
-                exp_cmd_sn,
-                max_cmd_sn,
-            } => self.session.window(exp_cmd_sn, max_cmd_sn),
-            Notify::Malformed { header, error } => {
-                self.session.handle_malformed(self.now, &header, &error)
-            }
+        if let Some((itt, buf)) = self.session.handle_notify(self.now, n) {
+            self.returned.insert(itt, buf);
         }
     }
 

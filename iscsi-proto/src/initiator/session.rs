@@ -43,7 +43,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
-use crate::datamover::{DataError, SendCommand};
+use crate::datamover::{DataError, Notify, SendCommand};
 use crate::initiator::login::InitiatorLoginOutcome;
 use crate::pdu::{
     AsyncEvent, AsyncMessage, BHS_LEN, LogoutReason, LogoutRequest, LogoutResponseCode, Lun, NopIn,
@@ -229,6 +229,14 @@ pub enum SubmitError {
     /// The CDB is empty or too long (16 bytes plus at most 1004 in the AHS).
     #[error("invalid CDB length {0}")]
     CdbLength(usize),
+    /// A Text request longer than the target's MaxRecvDataSegmentLength.
+    #[error("text of {len} bytes where the target takes at most {max}")]
+    TextLength {
+        /// The text's length.
+        len: usize,
+        /// The target's MaxRecvDataSegmentLength.
+        max: u32,
+    },
 }
 
 /// Why the connection should end.
@@ -626,7 +634,10 @@ impl InitiatorSession {
             .params
             .max_send_data_segment_length(crate::text::Role::Initiator);
         if text.len() > max as usize {
-            return Err(SubmitError::CdbLength(text.len()));
+            return Err(SubmitError::TextLength {
+                len: text.len(),
+                max,
+            });
         }
         let itt = self.alloc_itt();
         self.add_request(
@@ -768,6 +779,27 @@ impl InitiatorSession {
             }
         }
         self.pump();
+    }
+
+    /// Takes one datamover notification: PDUs, malformed PDUs and CmdSN windows go to the
+    /// session; a task buffer coming back ([`Notify::DataComplete`], [`Notify::DataFailed`],
+    /// the latter also marking the task) is returned for the engine to keep until the
+    /// task's [`SessionEvent::Complete`].
+    pub fn handle_notify<B>(&mut self, now: Instant, n: Notify<B>) -> Option<(Itt, B)> {
+        match n {
+            Notify::Control(pdu) => self.handle_pdu(now, pdu),
+            Notify::Malformed { header, error } => self.handle_malformed(now, &header, &error),
+            Notify::DataComplete { itt, buf } => return Some((itt, buf)),
+            Notify::DataFailed { itt, buf, error } => {
+                self.data_failed(itt, error);
+                return Some((itt, buf));
+            }
+            Notify::Window {
+                exp_cmd_sn,
+                max_cmd_sn,
+            } => self.window(exp_cmd_sn, max_cmd_sn),
+        }
+        None
     }
 
     /// The datamover could not place a command's data-in ([`crate::datamover::Notify::DataFailed`]);

@@ -84,20 +84,25 @@ pub(crate) struct Connected<D> {
     pub outcome: Box<InitiatorLoginOutcome>,
 }
 
-/// Random bytes (for the ISID and CHAP challenges).
-pub(crate) fn random_bytes(n: usize) -> Vec<u8> {
+/// `n` random bytes from the OS (for the ISID and CHAP challenges).
+pub(crate) fn random_bytes(n: usize) -> Result<Vec<u8>, Error> {
     let mut v = vec![0u8; n];
-    if getrandom::fill(&mut v).is_err() {
-        // No entropy source: still unique per process and call.
-        let seed = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos())
-            .unwrap_or(0);
-        for (i, b) in v.iter_mut().enumerate() {
-            *b = (seed >> ((i % 16) * 8)) as u8 ^ (i as u8).wrapping_mul(151);
-        }
+    if crate::fill_random(&mut v) {
+        Ok(v)
+    } else {
+        Err(Error::Config(
+            "no random source (getrandom failed): CHAP challenges and ISIDs need one".into(),
+        ))
     }
-    v
+}
+
+/// A random ISID (type 2, RFC 7143 §11.12.5).
+pub(crate) fn random_isid() -> Result<Isid, Error> {
+    let r = random_bytes(4)?;
+    Ok(Isid::random(
+        u32::from_be_bytes([r[0], r[1], r[2], r[3]]),
+        0,
+    ))
 }
 
 /// Logs in over `dm` (one login, no redirect handling).
@@ -178,7 +183,7 @@ pub(crate) async fn connect_and_login<T: Transport>(
         lc.isid = isid;
         lc.tsih = Tsih(0);
         lc.auth = cfg.auth.clone();
-        lc.random = random_bytes(lc.auth.as_ref().map_or(0, |a| a.random_len()));
+        lc.random = random_bytes(lc.auth.as_ref().map_or(0, |a| a.random_len()))?;
         match login_once(&mut dm, lc, deadline).await? {
             Ok(outcome) => return Ok(Connected { dm, outcome }),
             Err(addresses) => {
@@ -425,28 +430,11 @@ impl<D: Datamover<Buffer = Vec<u8>>> Conn<'_, D> {
 
     fn notify(&mut self, n: Notify<Vec<u8>>) {
         self.last_now = Instant::now();
-        let now = self.last_now.into_std();
-        match n {
-            Notify::Control(pdu) => self.session.handle_pdu(now, pdu),
-            Notify::DataComplete { itt, buf } => {
-                if let Some(t) = self.tasks.get_mut(&itt) {
-                    t.buf = Some(buf);
-                }
-            }
-            Notify::DataFailed { itt, buf, error } => {
-                if let Some(t) = self.tasks.get_mut(&itt) {
-                    t.buf = Some(buf);
-                }
-                self.session.data_failed(itt, error);
-            }
-            Notify::Window {
-                exp_cmd_sn,
-                max_cmd_sn,
-            } => self.session.window(exp_cmd_sn, max_cmd_sn),
-            Notify::Malformed { header, error } => {
-                self.session.handle_malformed(now, &header, &error)
-            }
-            _ => {}
+        let back = self.session.handle_notify(self.last_now.into_std(), n);
+        if let Some((itt, buf)) = back
+            && let Some(t) = self.tasks.get_mut(&itt)
+        {
+            t.buf = Some(buf);
         }
     }
 
@@ -548,8 +536,10 @@ impl<D: Datamover<Buffer = Vec<u8>>> Conn<'_, D> {
                     self.submit(op, now);
                     return;
                 }
-                let _ = status;
-                Err(Error::Data(error.to_string()))
+                Err(Error::Data(format!(
+                    "{error} (status {:#04x})",
+                    status.status.0
+                )))
             }
             Err(TaskError::TimedOut) => Err(Error::TimedOut),
             Err(TaskError::Aborted) => Err(Error::Aborted),
@@ -606,13 +596,7 @@ pub(crate) async fn send_targets<T: Transport>(
     transport: &T,
     cfg: &InitiatorConfig,
 ) -> Result<Vec<u8>, Error> {
-    let isid = Isid::random(
-        u32::from_be_bytes({
-            let r = random_bytes(4);
-            [r[0], r[1], r[2], r[3]]
-        }),
-        0,
-    );
+    let isid = random_isid()?;
     let c = connect_and_login(transport, cfg, SessionType::Discovery, isid).await?;
     let mut dm = c.dm;
     let now = Instant::now();

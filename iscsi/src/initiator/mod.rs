@@ -59,7 +59,7 @@ use bytes::Bytes;
 use iscsi_proto::auth::{ChapCredential, InitiatorAuthConfig};
 use iscsi_proto::datamover::Datamover;
 use iscsi_proto::initiator::{CommandStatus, Direction, InitiatorSessionConfig, LoginFailure};
-use iscsi_proto::pdu::{Isid, ScsiStatus, TmfResponse};
+use iscsi_proto::pdu::{ScsiStatus, TmfResponse};
 use iscsi_proto::target::{TargetRecord, decode_send_targets};
 use iscsi_proto::text::{Digest, LocalConfig, NegotiatedParams, Role, SessionType};
 use iscsi_tcp::TcpDatamover;
@@ -532,8 +532,7 @@ impl Session {
                 cfg.portal
             )));
         }
-        let r = conn::random_bytes(4);
-        let isid = Isid::random(u32::from_be_bytes([r[0], r[1], r[2], r[3]]), 0);
+        let isid = conn::random_isid()?;
         let cfg = Arc::new(cfg);
         let first = conn::connect_and_login(&transport, &cfg, SessionType::Normal, isid).await?;
         let params = first.outcome.params.clone();

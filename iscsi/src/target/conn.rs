@@ -77,12 +77,6 @@ struct Waiting<T> {
     buf: Option<T>,
 }
 
-/// Random bytes from the OS for CHAP challenges and the initial StatSN. Without them the
-/// connection is refused: predictable challenges would defeat CHAP.
-fn fill_random(buf: &mut [u8]) -> bool {
-    getrandom::fill(buf).is_ok()
-}
-
 /// Runs the SCSI part of one task.
 async fn execute<B: BlockBackend, T: DataBuffer>(
     dest: Dest<B>,
@@ -258,7 +252,7 @@ async fn run<B: BlockBackend, D: Datamover>(
 ) {
     let (ctl_tx, mut ctl_rx) = mpsc::unbounded_channel();
     let mut random = vec![0u8; 68];
-    if !fill_random(&mut random) {
+    if !crate::fill_random(&mut random) {
         return error!("no random bytes from the operating system: connection refused");
     }
     let stat_sn = u32::from_be_bytes([random[64], random[65], random[66], random[67]]);
