@@ -214,8 +214,9 @@ pub trait Datamover: Send {
     /// A connection-ending failure.
     type Error: std::error::Error + Send + Sync + 'static;
 
-    /// A zeroed buffer of `len` bytes for one task (Allocate_Task_Resources).
-    fn alloc(&mut self, len: usize) -> Self::Buffer;
+    /// A zeroed buffer of `len` bytes for one task (Allocate_Task_Resources). An error (no
+    /// registered memory left, say) ends the connection.
+    fn alloc(&mut self, len: usize) -> Result<Self::Buffer, Self::Error>;
 
     /// Send_Control: queue a PDU for the peer.
     fn send_control(&mut self, pdu: Pdu) -> Result<(), Self::Error>;
@@ -253,6 +254,13 @@ pub trait Datamover: Send {
     /// `RDMAExtensions=Yes`.
     fn rdma_extensions(&self) -> bool {
         false
+    }
+
+    /// The largest data segment this datamover can receive in one PDU, if it has a limit
+    /// (iSER: the size of its posted receive buffers). Engines lower the values their login
+    /// declares to it ([`crate::text::LocalConfig::limit_recv_data_segment_length`]).
+    fn max_recv_data_segment_length(&self) -> Option<u32> {
+        None
     }
 
     /// Notice_Key_Values and Enable_Datamover: the operational values negotiated at login,

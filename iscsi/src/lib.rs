@@ -22,6 +22,7 @@
 #![forbid(unsafe_code)]
 
 pub mod initiator;
+pub mod iser;
 
 /// Random bytes from the OS for CHAP challenges, ISIDs and the initial StatSN. Without them
 /// logins are refused (both roles): predictable challenges would defeat CHAP.
@@ -31,6 +32,7 @@ pub(crate) fn fill_random(buf: &mut [u8]) -> bool {
 
 pub mod target;
 
+pub use iscsi_iser as iser_transport;
 pub use iscsi_proto as proto;
 pub use iscsi_tcp as tcp;
 pub use scsi_core as scsi;

@@ -20,12 +20,15 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use iscsi::initiator::{CompareResult, Data, Error, InitiatorConfig, Request, Session, Tcp};
+use iscsi::iser::{LoopbackIser, LoopbackIserAcceptor};
+use iscsi::iser_transport::loopback::{Fabric, LoopbackConfig};
 use iscsi::proto::initiator::LoginFailure;
 use iscsi::proto::pdu::LoginStatus;
+use iscsi::proto::target::TargetRecord;
 use iscsi::proto::text::Digest;
 use iscsi::target::TargetConfig;
 use support::tgtd::{Tgtd, TgtdTarget};
-use support::{Rng, Running, disk, start, within};
+use support::{Rng, Running, disk, start_with, within};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
@@ -46,6 +49,14 @@ const INITIATOR: &str = "iqn.2026-11.rs.iscsi:initiator-tcp";
 // ---------------------------------------------------------------------------------------------
 // Peers
 
+/// How the initiator reaches a peer.
+enum Via {
+    Tcp,
+    /// iSER over the in-process loopback verbs; the fabric name is the TCP portal address
+    /// (so SendTargets answers name it).
+    Iser(Fabric),
+}
+
 /// What keeps a peer running (stopped on drop).
 enum Guard {
     Tgtd(#[allow(dead_code)] Tgtd),
@@ -65,6 +76,7 @@ struct Peer {
     lun: u16,
     /// Whether this is our target (TARGET WARM RESET is allowed there).
     ours: bool,
+    via: Via,
     _guard: Guard,
 }
 
@@ -92,16 +104,28 @@ impl Peer {
             mutual: mutual.into(),
             lun: 1,
             ours: false,
+            via: Via::Tcp,
             _guard: Guard::Tgtd(t),
         })
     }
 
-    /// Our target with the three targets.
+    /// Our target with the three targets, over TCP.
     async fn ours() -> Peer {
+        Self::ours_via(false).await
+    }
+
+    /// Our target with the three targets, over iSER on loopback verbs.
+    async fn ours_iser() -> Peer {
+        Self::ours_via(true).await
+    }
+
+    async fn ours_via(iser: bool) -> Peer {
         let open = "iqn.2026-11.rs.iscsi:ours-open";
         let chap = "iqn.2026-11.rs.iscsi:ours-chap";
         let mutual = "iqn.2026-11.rs.iscsi:ours-mutual";
-        let t = start(
+        let fabric = Fabric::new(LoopbackConfig::default());
+        let f = fabric.clone();
+        let t = start_with(
             TargetConfig::default(),
             vec![
                 disk(open, DISK),
@@ -110,17 +134,41 @@ impl Peer {
                     .chap(ALICE.0, ALICE.1)
                     .mutual_chap(BOB.0, BOB.1),
             ],
+            move |target, addr| {
+                if iser {
+                    let a = LoopbackIserAcceptor::listen(&f, &addr.to_string(), Default::default())
+                        .expect("iSER listener");
+                    target.add_acceptor(a);
+                }
+            },
         )
         .await;
         Peer {
-            name: "ours",
+            name: if iser { "ours over iSER" } else { "ours" },
             portal: t.addr.to_string(),
             open: open.into(),
             chap: chap.into(),
             mutual: mutual.into(),
             lun: 0,
             ours: true,
+            via: if iser { Via::Iser(fabric) } else { Via::Tcp },
             _guard: Guard::Ours(t),
+        }
+    }
+
+    /// Logs in with `cfg` over this peer's transport.
+    async fn connect(&self, cfg: InitiatorConfig) -> Result<Session, Error> {
+        match &self.via {
+            Via::Tcp => Session::connect_with(cfg, Tcp).await,
+            Via::Iser(f) => Session::connect_with(cfg, LoopbackIser::new(f.clone())).await,
+        }
+    }
+
+    /// SendTargets discovery over this peer's transport.
+    async fn discover(&self, cfg: &InitiatorConfig) -> Result<Vec<TargetRecord>, Error> {
+        match &self.via {
+            Via::Tcp => Session::discover_with(cfg, &Tcp).await,
+            Via::Iser(f) => Session::discover_with(cfg, &LoopbackIser::new(f.clone())).await,
         }
     }
 
@@ -135,17 +183,18 @@ impl Peer {
 
     /// A session to the open target.
     async fn open_session(&self, cfg: InitiatorConfig) -> Session {
-        match Session::connect_with(cfg, Tcp).await {
+        match self.connect(cfg).await {
             Ok(s) => s,
             Err(e) => panic!("login to {} on {}: {e}", self.open, self.name),
         }
     }
 }
 
-/// Runs each scenario `name(&Peer)` as `name::tgtd` and `name::ours`, bounded by `secs`.
+/// Runs each scenario `name(&Peer)` as `name::tgtd` and `name::ours`, bounded by `secs`;
+/// with `iser` also as `name::iser` (our target over iSER on loopback verbs).
 /// `tgtd_ignore = "BUG: ..."` ignores the tgtd run.
 macro_rules! against_both {
-    ($($name:ident: $secs:expr $(, tgtd_ignore = $why:literal)?;)*) => {$(
+    ($($name:ident: $secs:expr $(, $iser:ident)? $(, tgtd_ignore = $why:literal)?;)*) => {$(
         mod $name {
             use super::*;
 
@@ -171,21 +220,34 @@ macro_rules! against_both {
                 )
                 .await;
             }
+
+            $(
+                #[tokio::test]
+                async fn $iser() {
+                    let peer = Peer::ours_iser().await;
+                    within(
+                        Duration::from_secs($secs),
+                        concat!(stringify!($name), " against our target over iSER"),
+                        super::$name(&peer),
+                    )
+                    .await;
+                }
+            )?
         }
     )*};
 }
 
 against_both! {
-    discovery: 20;
-    login_and_chap: 30;
-    mutual_chap: 20;
+    discovery: 20, iser;
+    login_and_chap: 30, iser;
+    mutual_chap: 20, iser;
     url_form: 20;
     digests: 30;
-    random_64mib: 60;
-    many_in_flight: 40;
+    random_64mib: 60, iser;
+    many_in_flight: 40, iser;
     aborts: 40;
     resets: 40;
-    scsi_helpers: 30;
+    scsi_helpers: 30, iser;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -256,7 +318,7 @@ fn refusal(r: Result<Session, Error>, what: &str) -> (LoginStatus, String) {
 async fn discovery(p: &Peer) {
     let mut cfg = InitiatorConfig::new(&p.portal, "");
     cfg.initiator_name = INITIATOR.into();
-    let found = Session::discover(&cfg).await.expect("discovery");
+    let found = p.discover(&cfg).await.expect("discovery");
     let rec = found
         .iter()
         .find(|r| r.name == p.open)
@@ -296,14 +358,15 @@ async fn login_and_chap(p: &Peer) {
 
     // The CHAP target refuses a login without CHAP.
     let (st, _) = refusal(
-        Session::connect_with(p.config(&p.chap), Tcp).await,
+        p.connect(p.config(&p.chap)).await,
         "CHAP target without CHAP",
     );
     assert_eq!(st, LoginStatus::AUTHENTICATION_FAILURE);
 
     // One-way CHAP.
     let cfg = p.config(&p.chap).chap(ALICE.0, ALICE.1).expect("CHAP");
-    let s = Session::connect_with(cfg, Tcp)
+    let s = p
+        .connect(cfg)
         .await
         .unwrap_or_else(|e| panic!("CHAP login on {}: {e}", p.name));
     write_verified(&s, 1, &Rng::new(2).bytes(1024), "CHAP target").await;
@@ -317,7 +380,7 @@ async fn login_and_chap(p: &Peer) {
     ] {
         let t0 = Instant::now();
         let cfg = p.config(&p.chap).chap(user, secret).expect("CHAP");
-        let (st, text) = refusal(Session::connect_with(cfg, Tcp).await, "a wrong CHAP secret");
+        let (st, text) = refusal(p.connect(cfg).await, "a wrong CHAP secret");
         assert_eq!(
             st,
             LoginStatus::AUTHENTICATION_FAILURE,
@@ -342,7 +405,8 @@ async fn mutual_chap(p: &Peer) {
         .config(&p.mutual)
         .mutual_chap(ALICE.0, ALICE.1, BOB.0, BOB.1)
         .expect("mutual CHAP");
-    let s = Session::connect_with(cfg, Tcp)
+    let s = p
+        .connect(cfg)
         .await
         .unwrap_or_else(|e| panic!("mutual CHAP login on {}: {e}", p.name));
     write_verified(&s, 2, &Rng::new(3).bytes(512), "mutual CHAP target").await;
@@ -353,7 +417,7 @@ async fn mutual_chap(p: &Peer) {
         .config(&p.mutual)
         .mutual_chap(ALICE.0, ALICE.1, BOB.0, "not-bobs-secret-1")
         .expect("mutual CHAP");
-    match Session::connect_with(cfg, Tcp).await {
+    match p.connect(cfg).await {
         Err(e @ Error::Login(LoginFailure::Auth(_))) => assert!(
             e.to_string().contains("authentication"),
             "the error names the cause: {e}"

@@ -336,6 +336,41 @@ async fn max_sessions_refuses_then_admits_after_logout() {
     .await;
 }
 
+/// Connections on different portals have different ids: with two portals the session limit
+/// still counts every session (ids were once per portal, so the second portal's first
+/// connection replaced the first portal's in the registry and a third session got in).
+#[tokio::test]
+async fn max_sessions_counts_every_portal() {
+    within(TEST, "test", async {
+        let cfg = TargetConfig {
+            max_sessions: 2,
+            ..TargetConfig::default()
+        };
+        let portal: std::net::SocketAddr = "127.0.0.1:0".parse().unwrap();
+        let target = iscsi::target::Target::bind(cfg, &[portal, portal], vec![disk(TARGET, MIB)])
+            .await
+            .expect("bind");
+        let (a, b) = (target.local_addrs()[0], target.local_addrs()[1]);
+        let stop = target.shutdown_handle();
+        let task = tokio::spawn(target.run());
+        let mut first = Login::normal(INITIATOR, TARGET, isid(1)).ok(a).await;
+        let mut second = Login::normal(&initiator("b"), TARGET, isid(2)).ok(b).await;
+        let refused = Login::normal(&initiator("c"), TARGET, isid(3))
+            .connect(a)
+            .await
+            .err()
+            .expect("a third session over the limit of 2");
+        assert_eq!(refused.status(), LoginStatus::OUT_OF_RESOURCES);
+        first.ping(b"x", true).await;
+        second.ping(b"y", true).await;
+        first.logout_and_close().await;
+        second.logout_and_close().await;
+        stop.shutdown();
+        within(STEP, "run to return", task).await.unwrap().unwrap();
+    })
+    .await;
+}
+
 // ---------------------------------------------------------------------------------------------
 // 5. Access control and discovery.
 

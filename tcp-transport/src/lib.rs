@@ -478,8 +478,8 @@ impl Datamover for TcpDatamover {
     type Buffer = Vec<u8>;
     type Error = io::Error;
 
-    fn alloc(&mut self, len: usize) -> Vec<u8> {
-        self.mover.alloc(len)
+    fn alloc(&mut self, len: usize) -> io::Result<Vec<u8>> {
+        Ok(self.mover.alloc(len))
     }
 
     fn send_control(&mut self, pdu: Pdu) -> io::Result<()> {

@@ -234,6 +234,15 @@ fn clamp_u32(v: u32, min: u32, max: u32) -> u32 {
 }
 
 impl LocalConfig {
+    /// Declares no receive data segment longer than `max`: MaxRecvDataSegmentLength and the
+    /// iSER Initiator/TargetRecvDataSegmentLength are lowered to it (see
+    /// [`crate::datamover::Datamover::max_recv_data_segment_length`]).
+    pub fn limit_recv_data_segment_length(&mut self, max: u32) {
+        self.max_recv_data_segment_length = self.max_recv_data_segment_length.min(max);
+        self.initiator_recv_data_segment_length = self.initiator_recv_data_segment_length.min(max);
+        self.target_recv_data_segment_length = self.target_recv_data_segment_length.min(max);
+    }
+
     /// Brings every value into its key's valid range and enforces
     /// FirstBurstLength <= MaxBurstLength.
     pub fn normalized(mut self) -> LocalConfig {

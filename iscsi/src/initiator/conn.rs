@@ -111,6 +111,10 @@ async fn login_once<D: Datamover>(
     cfg: InitiatorLoginConfig,
     deadline: Instant,
 ) -> Result<Result<Box<InitiatorLoginOutcome>, Vec<String>>, Error> {
+    let mut cfg = cfg;
+    if let Some(max) = dm.max_recv_data_segment_length() {
+        cfg.negotiation.limit_recv_data_segment_length(max);
+    }
     let mut login = InitiatorLogin::new(cfg, dm.rdma_extensions());
     let mut req = login.start();
     loop {
@@ -447,7 +451,13 @@ impl<D: Datamover<Buffer = Vec<u8>>> Conn<'_, D> {
                     let buf = match self.tasks.get_mut(&itt) {
                         Some(t) => match (t.direction, t.buf.take()) {
                             (Direction::None, _) => None,
-                            (Direction::Read(n), None) => Some(self.dm.alloc(n as usize)),
+                            (Direction::Read(n), None) => match self.dm.alloc(n as usize) {
+                                Ok(b) => Some(b),
+                                Err(e) => {
+                                    warn!(error = %e, "no buffer for a read; reconnecting");
+                                    return Some(self.lost(retry));
+                                }
+                            },
                             (_, b) => b,
                         },
                         None => None,
@@ -513,10 +523,18 @@ impl<D: Datamover<Buffer = Vec<u8>>> Conn<'_, D> {
         let Some(mut op) = self.tasks.remove(&itt) else {
             return;
         };
-        if op.buf.is_none() && op.direction != Direction::None {
+        // A task that ends without its status (aborted, timed out, connection lost) releases
+        // what the datamover holds for it: the buffer, and for iSER the receive credit of
+        // the answer that will not come.
+        if op.buf.is_none() && (op.direction != Direction::None || result.is_err()) {
             op.buf = self.dm.cancel_data(itt);
         }
         let result = match result {
+            // A data command's buffer always comes back with its status; one that did not is
+            // a transport failure, not data.
+            Ok(_) if op.buf.is_none() && op.direction != Direction::None => Err(Error::Data(
+                "the transport did not hand the task buffer back".into(),
+            )),
             Ok(status) => Ok((status, op.buf.take())),
             Err(TaskError::ConnectionLost { sent }) => {
                 let again = !sent || (replayable(&op.cdb) && op.retries < self.cfg.max_retries);

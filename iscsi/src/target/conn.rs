@@ -17,12 +17,10 @@ use iscsi_proto::target::{
     Event, LoginConfig, LoginHost, LoginIdentity, LoginStep, NewCommand, Reply, ScsiOutcome,
     SendTargetsQuery, TargetLogin, TargetRecord, TargetSession, TmfRequest, encode_send_targets,
 };
-use iscsi_proto::text::{Role, SessionType};
-use iscsi_tcp::TcpDatamover;
+use iscsi_proto::text::SessionType;
 use scsi_core::backend::{BlockBackend, IoBuf};
 use scsi_core::lu::{LogicalUnit, ResetKind};
 use scsi_core::{Asc, ItNexus, Sense, SenseFormat};
-use tokio::net::TcpStream;
 use tokio::sync::{OwnedSemaphorePermit, mpsc, watch};
 use tokio::time::{Instant, sleep_until, timeout_at};
 use tracing::{Instrument, debug, error, info, info_span, warn};
@@ -214,21 +212,20 @@ impl<B: BlockBackend> LoginHost for Host<'_, B> {
     }
 }
 
-/// Serves one accepted TCP connection.
-pub(crate) async fn serve<B: BlockBackend>(
+/// Serves one accepted connection.
+pub(crate) async fn serve<B: BlockBackend, D: Datamover>(
     shared: Arc<Shared<B>>,
-    stream: TcpStream,
-    peer: SocketAddr,
+    c: super::Accepted<D>,
     id: u64,
     login_permit: OwnedSemaphorePermit,
 ) {
-    let span = info_span!("conn", id, %peer);
+    let super::Accepted {
+        mover: dm,
+        peer,
+        local,
+    } = c;
+    let span = info_span!("conn", id, peer = %peer);
     async move {
-        let dm = match TcpDatamover::new(stream, Role::Target) {
-            Ok(d) => d,
-            Err(e) => return warn!(error = %e, "socket setup failed"),
-        };
-        let local = dm.local_addr().ok();
         let (done_tx, done_rx) = watch::channel(false);
         run(shared.clone(), dm, id, local, login_permit, done_rx).await;
         shared.registry.close(id);
@@ -258,6 +255,15 @@ async fn run<B: BlockBackend, D: Datamover>(
     let stat_sn = u32::from_be_bytes([random[64], random[65], random[66], random[67]]);
     let mut negotiation = shared.cfg.negotiation.clone();
     negotiation.target_portal_group_tag = Some(shared.cfg.portal_group_tag);
+    if let Some(max) = dm.max_recv_data_segment_length() {
+        negotiation.limit_recv_data_segment_length(max);
+    }
+    if dm.rdma_extensions() {
+        // Over iSER the target RDMA-Reads write data from the initiator's buffer; unsolicited
+        // Data-Out would only take receive buffers (one per PDU, for every write in the
+        // window at once).
+        negotiation.initial_r2t = true;
+    }
     let mut login = TargetLogin::new(
         LoginConfig {
             negotiation,
@@ -413,7 +419,14 @@ impl<B: BlockBackend, D: Datamover> Ffp<'_, B, D> {
             while let Some(ev) = self.session.poll_event() {
                 match ev {
                     Event::Command(cmd) => {
-                        let mut buf = self.dm.alloc(cmd.edtl as usize);
+                        let mut buf = match self.dm.alloc(cmd.edtl as usize) {
+                            Ok(b) => b,
+                            Err(e) => {
+                                warn!(error = %e, itt = ?cmd.itt, "no task buffer; closing the connection");
+                                closing = true;
+                                continue;
+                            }
+                        };
                         let imm = &cmd.immediate_data;
                         if let Some(dst) = buf.as_mut_bytes().get_mut(..imm.len()) {
                             dst.copy_from_slice(imm);

@@ -26,14 +26,19 @@ mod conn;
 mod registry;
 
 use std::collections::BTreeMap;
+use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
 use iscsi_proto::auth::{AuthPolicy, ChapCredential, TargetAuthConfig};
+use iscsi_proto::datamover::Datamover;
 use iscsi_proto::target::SessionConfig;
+use iscsi_proto::text::Role;
 use iscsi_proto::text::{Digest, LocalConfig};
+use iscsi_tcp::TcpDatamover;
 use scsi_core::backend::BlockBackend;
 use scsi_core::lu::LogicalUnit;
 use tokio::net::TcpListener;
@@ -239,6 +244,16 @@ pub(crate) struct Shared<B> {
     pub(crate) portals: Vec<SocketAddr>,
     pub(crate) registry: Registry,
     pub(crate) shutdown: watch::Receiver<bool>,
+    /// Connection ids, unique across every portal and acceptor (the registry is keyed by
+    /// them).
+    pub(crate) next_conn_id: std::sync::atomic::AtomicU64,
+}
+
+impl<B> Shared<B> {
+    fn conn_id(&self) -> u64 {
+        self.next_conn_id
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    }
 }
 
 /// Stops a running [`Target`]: initiators are asked to log out, in-flight commands finish,
@@ -253,10 +268,54 @@ impl ShutdownHandle {
     }
 }
 
+/// A source of connections: the TCP portals, or an iSER listener added with
+/// [`Target::add_acceptor`]. The target serves every datamover it hands out the same way.
+pub trait Acceptor: Send + 'static {
+    /// The datamover of one connection.
+    type Mover: Datamover + 'static;
+    /// The next connection; `None` once the acceptor is closed for good. Errors are logged
+    /// and accepting goes on.
+    fn accept(&mut self) -> impl Future<Output = Option<io::Result<Accepted<Self::Mover>>>> + Send;
+}
+
+/// A connection from an [`Acceptor`].
+#[derive(Debug)]
+pub struct Accepted<D> {
+    /// Its datamover.
+    pub mover: D,
+    /// The peer, for the logs.
+    pub peer: String,
+    /// The local portal address it arrived on (for SendTargets answers), if it has one.
+    pub local: Option<SocketAddr>,
+}
+
+/// The TCP portals' acceptor.
+struct TcpAcceptor(TcpListener);
+
+impl Acceptor for TcpAcceptor {
+    type Mover = TcpDatamover;
+
+    async fn accept(&mut self) -> Option<io::Result<Accepted<TcpDatamover>>> {
+        Some(self.0.accept().await.and_then(|(stream, peer)| {
+            let mover = TcpDatamover::new(stream, Role::Target)?;
+            let local = mover.local_addr().ok();
+            Ok(Accepted {
+                mover,
+                peer: peer.to_string(),
+                local,
+            })
+        }))
+    }
+}
+
+type AcceptLoop<B> =
+    Box<dyn FnOnce(Arc<Shared<B>>) -> Pin<Box<dyn Future<Output = ()> + Send>> + Send>;
+
 /// A bound iSCSI target, ready to [`run`](Target::run).
 pub struct Target<B> {
     shared: Arc<Shared<B>>,
     listeners: Vec<TcpListener>,
+    acceptors: Vec<AcceptLoop<B>>,
     stop: Arc<watch::Sender<bool>>,
 }
 
@@ -328,12 +387,22 @@ impl<B: BlockBackend> Target<B> {
             portals: addrs,
             registry: Registry::default(),
             shutdown: rx,
+            next_conn_id: std::sync::atomic::AtomicU64::new(1),
         });
         Ok(Target {
             shared,
             listeners,
+            acceptors: Vec::new(),
             stop: Arc::new(tx),
         })
+    }
+
+    /// Serves the connections of `acceptor` too (iSER), with the same nodes, limits and
+    /// shutdown as the TCP portals, once [`Target::run`] runs.
+    pub fn add_acceptor<A: Acceptor>(&mut self, acceptor: A) {
+        self.acceptors.push(Box::new(move |shared| {
+            Box::pin(acceptor_loop(acceptor, shared))
+        }));
     }
 
     /// The bound portal addresses.
@@ -363,8 +432,10 @@ impl<B: BlockBackend> Target<B> {
     pub async fn run(self) -> io::Result<()> {
         let mut tasks = tokio::task::JoinSet::new();
         for l in self.listeners {
-            let shared = self.shared.clone();
-            tasks.spawn(accept_loop(l, shared));
+            tasks.spawn(acceptor_loop(TcpAcceptor(l), self.shared.clone()));
+        }
+        for a in self.acceptors {
+            tasks.spawn(a(self.shared.clone()));
         }
         let mut stop = self.shared.shutdown.clone();
         stopped(&mut stop).await;
@@ -380,35 +451,33 @@ impl<B: BlockBackend> Target<B> {
     }
 }
 
-async fn accept_loop<B: BlockBackend>(l: TcpListener, shared: Arc<Shared<B>>) {
+/// Accepts connections from `a` until shutdown; each runs in its own task.
+async fn acceptor_loop<B: BlockBackend, A: Acceptor>(mut a: A, shared: Arc<Shared<B>>) {
     let mut conns = tokio::task::JoinSet::new();
     let logins = Arc::new(Semaphore::new(shared.cfg.max_logins_in_progress.max(1)));
     let mut stop = shared.shutdown.clone();
-    let mut next_id = 0u64;
     loop {
         tokio::select! {
-            r = l.accept() => match r {
-                Ok((stream, peer)) => {
+            r = a.accept() => match r {
+                Some(Ok(c)) => {
                     let Ok(permit) = logins.clone().try_acquire_owned() else {
-                        warn!(%peer, "too many logins in progress: connection closed");
+                        warn!(peer = %c.peer, "too many logins in progress: connection closed");
                         continue;
                     };
-                    next_id += 1;
-                    let id = next_id;
-                    let shared = shared.clone();
-                    conns.spawn(conn::serve(shared, stream, peer, id, permit));
+                    let (id, shared) = (shared.conn_id(), shared.clone());
+                    conns.spawn(conn::serve(shared, c, id, permit));
                 }
-                Err(e) => {
+                Some(Err(e)) => {
                     warn!(error = %e, "accept failed");
                     tokio::time::sleep(Duration::from_millis(50)).await;
                 }
+                None => break,
             },
             Some(_) = conns.join_next(), if !conns.is_empty() => {}
             _ = stopped(&mut stop) => break,
         }
     }
-    drop(l);
-    // Connections see the same signal and log out their initiators.
+    drop(a);
     while conns.join_next().await.is_some() {}
 }
 

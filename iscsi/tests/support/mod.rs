@@ -129,9 +129,20 @@ pub struct Running {
 
 /// Binds 127.0.0.1:0 and spawns `run`.
 pub async fn start(cfg: TargetConfig, nodes: Vec<TargetNode<RamBackend>>) -> Running {
+    start_with(cfg, nodes, |_, _| {}).await
+}
+
+/// Like [`start`], with `more` adding to the target before it runs (an iSER acceptor: it
+/// gets the TCP portal address too).
+pub async fn start_with(
+    cfg: TargetConfig,
+    nodes: Vec<TargetNode<RamBackend>>,
+    more: impl FnOnce(&mut Target<RamBackend>, SocketAddr),
+) -> Running {
     let portal: SocketAddr = "127.0.0.1:0".parse().expect("address");
-    let target = Target::bind(cfg, &[portal], nodes).await.expect("bind");
+    let mut target = Target::bind(cfg, &[portal], nodes).await.expect("bind");
     let addr = target.local_addrs()[0];
+    more(&mut target, addr);
     assert_ne!(addr.port(), 0);
     let stop = target.shutdown_handle();
     let task = tokio::spawn(target.run());
