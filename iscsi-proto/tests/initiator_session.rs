@@ -1845,7 +1845,7 @@ proptest! {
         for itt in &p.executed {
             let t = p.task(*itt);
             if let Some(d) = &t.data {
-                let c = &t.cmd.cdb;
+                let c = t.cmd.cdb.head();
                 let lba = u32::from_be_bytes([c[2], c[3], c[4], c[5]]) as usize;
                 model[lba * BLOCK..lba * BLOCK + d.len()].copy_from_slice(d);
             }

@@ -191,7 +191,6 @@ impl TcpDatamover {
     /// Writes as much of the queue as the socket takes without waiting.
     fn poll_write_out(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         while !self.out.is_empty() {
-            ready!(self.stream.poll_write_ready(cx))?;
             let mut iov = [IoSlice::new(&[]); MAX_IOV];
             let mut n = 0;
             for (slot, b) in iov.iter_mut().zip(self.out.iter()) {
@@ -220,7 +219,11 @@ impl TcpDatamover {
                         }
                     }
                 }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                // Not writable (as far as tokio knows, or the socket said so): wait for it.
+                // Asking for readiness only now saves a readiness check per write.
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    ready!(self.stream.poll_write_ready(cx))?;
+                }
                 Err(e) => return Poll::Ready(Err(e)),
             }
         }

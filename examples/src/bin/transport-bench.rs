@@ -96,7 +96,11 @@ async fn run(s: &Session, w: &Workload, secs: u64) -> (u64, Duration, Duration) 
                 x ^= x << 13;
                 x ^= x >> 7;
                 x ^= x << 17;
-                let slot = if bytes == 4096 { x % slots } else { seq % slots };
+                let slot = if bytes == 4096 {
+                    x % slots
+                } else {
+                    seq % slots
+                };
                 seq += 1;
                 let lba = slot * blocks;
                 buf = if write {
@@ -130,8 +134,12 @@ async fn bench(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     let fabric = Fabric::new(LoopbackConfig::default());
     let lu = LogicalUnit::new(LuConfig::new("bench"), RamBackend::new(LUN_BYTES))?;
     let node = TargetNode::new(IQN).lun(0, lu);
-    let mut target =
-        Target::bind(TargetConfig::default(), &["127.0.0.1:0".parse()?], vec![node]).await?;
+    let mut target = Target::bind(
+        TargetConfig::default(),
+        &["127.0.0.1:0".parse()?],
+        vec![node],
+    )
+    .await?;
     let portal = target.local_addrs()[0].to_string();
     target.add_acceptor(LoopbackIserAcceptor::listen(
         &fabric,

@@ -1,6 +1,7 @@
 //! The initiator side of the protocol, sans-IO: login ([`InitiatorLogin`]) and the full
 //! feature phase ([`InitiatorSession`]).
 
+mod deadlines;
 pub mod login;
 pub mod session;
 
@@ -9,6 +10,6 @@ pub use login::{
     status_text,
 };
 pub use session::{
-    CloseReason, Command, CommandStatus, Direction, InitiatorSession, InitiatorSessionConfig,
-    Residual, SessionEvent, SubmitError, TaskError,
+    Cdb, CloseReason, Command, CommandStatus, Direction, InitiatorSession, InitiatorSessionConfig,
+    MAX_CDB_LEN, Residual, SessionEvent, SubmitError, TaskError,
 };

@@ -38,12 +38,13 @@
 //! # let _ = itt; }
 //! ```
 
-use std::collections::{BTreeSet, VecDeque};
+use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
 use crate::datamover::{DataError, Notify, SendCommand};
+use crate::initiator::deadlines::Deadlines;
 use crate::initiator::login::InitiatorLoginOutcome;
 use crate::pdu::{
     AsyncEvent, AsyncMessage, BHS_LEN, LogoutReason, LogoutRequest, LogoutResponseCode, Lun, NopIn,
@@ -95,13 +96,112 @@ pub enum Direction {
     Write(u32),
 }
 
+/// Longest CDB a command may carry: 16 bytes in the header and up to 1004 more in an
+/// Extended CDB AHS (RFC 7143 §11.3.6: the AHS length field counts 4-byte words).
+pub const MAX_CDB_LEN: usize = 16 + 1004;
+
+/// A CDB. The first 16 bytes (all of any common CDB) are kept inline, so building and
+/// copying one allocates nothing; the rest of a longer one (variable-length CDBs) is shared.
+#[derive(Clone, PartialEq, Eq, Default)]
+pub struct Cdb {
+    head: [u8; 16],
+    len: usize,
+    /// Bytes past the 16th.
+    ext: Option<Bytes>,
+}
+
+impl Cdb {
+    /// The CDB `bytes` (any length; [`InitiatorSession::submit`] refuses an empty one and one
+    /// longer than [`MAX_CDB_LEN`]).
+    pub fn new(bytes: &[u8]) -> Cdb {
+        let mut head = [0u8; 16];
+        let n = bytes.len().min(16);
+        head[..n].copy_from_slice(&bytes[..n]);
+        Cdb {
+            head,
+            len: bytes.len(),
+            ext: (bytes.len() > 16).then(|| Bytes::copy_from_slice(&bytes[16..])),
+        }
+    }
+
+    /// Length in bytes.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether it has no bytes.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The operation code (the first byte).
+    pub fn opcode(&self) -> Option<u8> {
+        (self.len > 0).then_some(self.head[0])
+    }
+
+    /// The first bytes (all of a CDB of up to 16 bytes).
+    pub fn head(&self) -> &[u8] {
+        &self.head[..self.len.min(16)]
+    }
+
+    /// The first 16 bytes, zero-padded: what goes into the SCSI Command header.
+    pub fn header_bytes(&self) -> [u8; 16] {
+        self.head
+    }
+
+    /// The bytes past the 16th (an Extended CDB AHS), if any.
+    pub fn extended(&self) -> Option<&Bytes> {
+        self.ext.as_ref()
+    }
+
+    /// The whole CDB as one vector.
+    pub fn to_vec(&self) -> Vec<u8> {
+        let mut v = self.head().to_vec();
+        if let Some(e) = &self.ext {
+            v.extend_from_slice(e);
+        }
+        v
+    }
+}
+
+impl From<&[u8]> for Cdb {
+    fn from(b: &[u8]) -> Cdb {
+        Cdb::new(b)
+    }
+}
+
+impl<const N: usize> From<&[u8; N]> for Cdb {
+    fn from(b: &[u8; N]) -> Cdb {
+        Cdb::new(b)
+    }
+}
+
+impl<const N: usize> From<[u8; N]> for Cdb {
+    fn from(b: [u8; N]) -> Cdb {
+        Cdb::new(&b)
+    }
+}
+
+impl std::fmt::Debug for Cdb {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Cdb(")?;
+        for b in self.head() {
+            write!(f, "{b:02x}")?;
+        }
+        if let Some(e) = &self.ext {
+            write!(f, "+{} bytes", e.len())?;
+        }
+        write!(f, ")")
+    }
+}
+
 /// A SCSI command to run.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Command {
     /// Logical unit.
     pub lun: Lun,
     /// The CDB (up to 16 bytes in the header, the rest in an Extended CDB AHS).
-    pub cdb: Bytes,
+    pub cdb: Cdb,
     /// Data direction and length.
     pub direction: Direction,
     /// Task attribute.
@@ -115,7 +215,7 @@ impl Command {
     pub fn new(lun: u16, cdb: &[u8]) -> Command {
         Command {
             lun: Lun::from_index(lun).unwrap_or_default(),
-            cdb: Bytes::copy_from_slice(cdb),
+            cdb: Cdb::new(cdb),
             direction: Direction::None,
             attr: TaskAttribute::Simple,
             deadline: None,
@@ -377,7 +477,7 @@ pub struct InitiatorSession {
     in_flight: usize,
     requests: TagMap<Itt, Pending>,
     queue: VecDeque<Queued>,
-    deadlines: BTreeSet<(Instant, Itt)>,
+    deadlines: Deadlines,
     events: VecDeque<SessionEvent>,
     state: State,
     last_heard: Instant,
@@ -404,7 +504,7 @@ impl InitiatorSession {
             in_flight: 0,
             requests: TagMap::default(),
             queue: VecDeque::new(),
-            deadlines: BTreeSet::new(),
+            deadlines: Deadlines::default(),
             events: VecDeque::new(),
             state: State::Running,
             last_heard: now,
@@ -489,7 +589,7 @@ impl InitiatorSession {
         if self.state != State::Running {
             return Err(SubmitError::Closing);
         }
-        if cmd.cdb.is_empty() || cmd.cdb.len() > 16 + 1004 {
+        if cmd.cdb.is_empty() || cmd.cdb.len() > MAX_CDB_LEN {
             return Err(SubmitError::CdbLength(cmd.cdb.len()));
         }
         if self.queue.len() >= self.cfg.max_queued {
@@ -497,7 +597,7 @@ impl InitiatorSession {
         }
         let itt = self.alloc_itt();
         if let Some(d) = cmd.deadline {
-            self.deadlines.insert((d, itt));
+            self.deadlines.insert(d, itt);
         }
         self.tasks.insert(
             itt,
@@ -559,9 +659,6 @@ impl InitiatorSession {
         task.state = TaskState::Running;
         self.in_flight += 1;
         let c = &task.cmd;
-        let mut cdb = [0u8; 16];
-        let head = c.cdb.len().min(16);
-        cdb[..head].copy_from_slice(&c.cdb[..head]);
         let (read, write, len) = match c.direction {
             Direction::None => (false, false, 0),
             Direction::Read(n) => (true, false, n),
@@ -595,8 +692,8 @@ impl InitiatorSession {
             expected_data_len: len,
             cmd_sn,
             exp_stat_sn,
-            cdb,
-            extended_cdb: (c.cdb.len() > 16).then(|| c.cdb.slice(16..)),
+            cdb: c.cdb.header_bytes(),
+            extended_cdb: c.cdb.extended().cloned(),
             bidi_read_len: None,
             data: Bytes::new(),
         };
@@ -651,7 +748,7 @@ impl InitiatorSession {
     }
 
     fn add_request(&mut self, itt: Itt, request: Request, deadline: Instant) {
-        self.deadlines.insert((deadline, itt));
+        self.deadlines.insert(deadline, itt);
         self.requests.insert(itt, Pending { request, deadline });
     }
 
@@ -760,6 +857,15 @@ impl InitiatorSession {
         )
     }
 
+    /// Forgets the deadline `at` of `itt`, whose task or request was just removed.
+    fn drop_deadline(&mut self, at: Instant, itt: Itt) {
+        let (tasks, requests) = (&self.tasks, &self.requests);
+        self.deadlines
+            .remove(at, itt, tasks.len() + requests.len(), |d, i| {
+                deadline_live(tasks, requests, d, i)
+            });
+    }
+
     /// Ends a task for the caller.
     fn finish(&mut self, itt: Itt, result: Result<CommandStatus, TaskError>) {
         if let Some(t) = self.tasks.remove(&itt) {
@@ -767,7 +873,7 @@ impl InitiatorSession {
                 self.in_flight -= 1;
             }
             if let Some(d) = t.cmd.deadline {
-                self.deadlines.remove(&(d, itt));
+                self.drop_deadline(d, itt);
             }
             if t.state == TaskState::Queued {
                 self.queue
@@ -922,7 +1028,7 @@ impl InitiatorSession {
                 self.note_stat_sn(r.stat_sn);
                 self.update_window(r.exp_cmd_sn, r.max_cmd_sn);
                 if let Some(p) = self.requests.remove(&r.itt) {
-                    self.deadlines.remove(&(p.deadline, r.itt));
+                    self.drop_deadline(p.deadline, r.itt);
                     self.close(CloseReason::Logout(r.response));
                 }
             }
@@ -1000,7 +1106,7 @@ impl InitiatorSession {
             // The answer to our ping.
             self.note_stat_sn(n.stat_sn);
             if let Some(p) = self.requests.remove(&n.itt) {
-                self.deadlines.remove(&(p.deadline, n.itt));
+                self.drop_deadline(p.deadline, n.itt);
             }
             if self.ping == Some(n.itt) {
                 self.ping = None;
@@ -1040,7 +1146,7 @@ impl InitiatorSession {
         let Some(p) = self.requests.remove(&r.itt) else {
             return;
         };
-        self.deadlines.remove(&(p.deadline, r.itt));
+        self.drop_deadline(p.deadline, r.itt);
         let Request::Tmf {
             lun,
             target,
@@ -1099,7 +1205,7 @@ impl InitiatorSession {
         if answer.len() + r.data.len() > self.cfg.max_text_len {
             let deadline = p.deadline;
             self.requests.remove(&r.itt);
-            self.deadlines.remove(&(deadline, r.itt));
+            self.drop_deadline(deadline, r.itt);
             self.events.push_back(SessionEvent::Text {
                 itt: r.itt,
                 text: None,
@@ -1111,7 +1217,7 @@ impl InitiatorSession {
             let deadline = p.deadline;
             let text = std::mem::take(answer);
             self.requests.remove(&r.itt);
-            self.deadlines.remove(&(deadline, r.itt));
+            self.drop_deadline(deadline, r.itt);
             self.events.push_back(SessionEvent::Text {
                 itt: r.itt,
                 text: Some(text),
@@ -1154,7 +1260,7 @@ impl InitiatorSession {
             return self.finish(itt, Err(TaskError::Rejected(r.reason)));
         }
         if let Some(p) = self.requests.remove(&itt) {
-            self.deadlines.remove(&(p.deadline, itt));
+            self.drop_deadline(p.deadline, itt);
             match p.request {
                 Request::Logout => self.protocol_error("the target rejected our Logout".into()),
                 Request::Ping => self.ping = None,
@@ -1165,7 +1271,7 @@ impl InitiatorSession {
 
     /// When [`InitiatorSession::handle_timeout`] should next run.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        let deadline = self.deadlines.first().map(|(d, _)| *d);
+        let deadline = self.deadlines.first();
         let ping = match (self.cfg.nop_interval, self.ping) {
             (Some(i), None) if self.state != State::Closed => Some(self.last_heard + i),
             _ => None,
@@ -1181,11 +1287,14 @@ impl InitiatorSession {
         if self.state == State::Closed {
             return;
         }
-        while let Some(&(d, itt)) = self.deadlines.first() {
-            if d > now {
+        loop {
+            let (tasks, requests) = (&self.tasks, &self.requests);
+            let Some((d, itt)) = self
+                .deadlines
+                .pop_due(now, |d, i| deadline_live(tasks, requests, d, i))
+            else {
                 break;
-            }
-            self.deadlines.pop_first();
+            };
             if let Some(p) = self.requests.get(&itt)
                 && p.deadline == d
             {
@@ -1238,4 +1347,15 @@ impl InitiatorSession {
             self.events.push_back(SessionEvent::Send(Pdu::NopOut(pdu)));
         }
     }
+}
+
+/// Whether `at` is still the deadline of the task or request `itt`.
+fn deadline_live(
+    tasks: &TagMap<Itt, Task>,
+    requests: &TagMap<Itt, Pending>,
+    at: Instant,
+    itt: Itt,
+) -> bool {
+    tasks.get(&itt).is_some_and(|t| t.cmd.deadline == Some(at))
+        || requests.get(&itt).is_some_and(|p| p.deadline == at)
 }

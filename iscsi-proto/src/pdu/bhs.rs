@@ -106,25 +106,25 @@ impl Bhs {
     }
 
     /// Writes the 48 bytes.
+    #[inline]
     pub fn write(&self, dst: &mut impl BufMut) {
-        dst.put_u8(self.opcode.0 & 0x3f | if self.immediate { 0x40 } else { 0 });
-        dst.put_u8(self.flags);
-        dst.put_u8(self.b2);
-        dst.put_u8(self.b3);
-        dst.put_u8(self.total_ahs_len);
-        let dsl = self.data_segment_len.to_be_bytes();
-        dst.put_slice(&dsl[1..]);
-        dst.put_u64(self.lun);
-        dst.put_u32(self.itt);
-        for w in self.w {
-            dst.put_u32(w);
-        }
+        dst.put_slice(&self.to_array());
     }
 
     /// The 48 bytes as an array.
     pub fn to_array(&self) -> [u8; BHS_LEN] {
         let mut out = [0u8; BHS_LEN];
-        self.write(&mut &mut out[..]);
+        out[0] = self.opcode.0 & 0x3f | if self.immediate { 0x40 } else { 0 };
+        out[1] = self.flags;
+        out[2] = self.b2;
+        out[3] = self.b3;
+        out[4] = self.total_ahs_len;
+        out[5..8].copy_from_slice(&self.data_segment_len.to_be_bytes()[1..]);
+        out[8..16].copy_from_slice(&self.lun.to_be_bytes());
+        out[16..20].copy_from_slice(&self.itt.to_be_bytes());
+        for (chunk, w) in out[20..].chunks_exact_mut(4).zip(self.w) {
+            chunk.copy_from_slice(&w.to_be_bytes());
+        }
         out
     }
 

@@ -1487,7 +1487,7 @@ impl Pair {
             let (Some(Ok(s)), Direction::Read(len)) = (&t.result, t.cmd.direction) else {
                 continue;
             };
-            if !s.is_good() || t.cmd.cdb[0] != 0x28 {
+            if !s.is_good() || t.cmd.cdb.opcode() != Some(0x28) {
                 continue;
             }
             let snap = self

@@ -8,8 +8,8 @@ use std::time::Duration;
 use bytes::Bytes;
 use iscsi_proto::datamover::{Datamover, Notify};
 use iscsi_proto::initiator::{
-    Command, CommandStatus, Direction, InitiatorLogin, InitiatorLoginConfig, InitiatorLoginOutcome,
-    InitiatorSession, InitiatorStep, SessionEvent, TaskError,
+    Cdb, Command, CommandStatus, Direction, InitiatorLogin, InitiatorLoginConfig,
+    InitiatorLoginOutcome, InitiatorSession, InitiatorStep, SessionEvent, TaskError,
 };
 use iscsi_proto::pdu::{Isid, Lun, Pdu, TmfResponse, Tsih};
 use iscsi_proto::serial::{Itt, TagMap};
@@ -26,7 +26,7 @@ pub(crate) type CommandResult = Result<(CommandStatus, Option<Vec<u8>>), Error>;
 /// A command from a [`super::Session`] handle.
 pub(crate) struct CommandOp {
     pub lun: u16,
-    pub cdb: Bytes,
+    pub cdb: Cdb,
     pub direction: Direction,
     pub buf: Option<Vec<u8>>,
     pub deadline: Option<Instant>,
@@ -71,7 +71,12 @@ const NOT_REPLAYABLE: &[u8] = &[
 
 /// Whether a command may be sent again after its connection was lost without its status.
 pub fn replayable(cdb: &[u8]) -> bool {
-    cdb.first().is_some_and(|op| !NOT_REPLAYABLE.contains(op))
+    cdb.first().is_some_and(|op| replayable_opcode(*op))
+}
+
+/// Whether a command with this operation code may be sent again (see [`replayable`]).
+fn replayable_opcode(op: u8) -> bool {
+    !NOT_REPLAYABLE.contains(&op)
 }
 
 fn dm_err<E: std::error::Error + Send + Sync + 'static>(e: E) -> Error {
@@ -222,7 +227,7 @@ pub(crate) async fn drive<T: Transport>(
     cfg: Arc<InitiatorConfig>,
     isid: Isid,
     first: Connected<T::Mover>,
-    mut rx: mpsc::Receiver<Op>,
+    mut rx: mpsc::UnboundedReceiver<Op>,
 ) {
     let mut conn = Some(first);
     let mut retry: VecDeque<CommandOp> = VecDeque::new();
@@ -265,7 +270,11 @@ pub(crate) async fn drive<T: Transport>(
 }
 
 /// The session is over: every waiting and every later command fails with `e`.
-async fn fail_all(retry: &mut VecDeque<CommandOp>, rx: &mut mpsc::Receiver<Op>, e: &Error) {
+async fn fail_all(
+    retry: &mut VecDeque<CommandOp>,
+    rx: &mut mpsc::UnboundedReceiver<Op>,
+    e: &Error,
+) {
     for op in retry.drain(..) {
         let _ = op.reply.send(Err(e.clone()));
     }
@@ -296,14 +305,14 @@ struct Conn<'a, D: Datamover<Buffer = Vec<u8>>> {
     /// The target asked for a logout: reconnect after it.
     logout_for_target: bool,
     closing: bool,
-    /// The time at the last notification.
+    /// The time at the last PDU from the target.
     last_now: Instant,
 }
 
 async fn run_connection<D: Datamover<Buffer = Vec<u8>>>(
     c: Connected<D>,
     cfg: &InitiatorConfig,
-    rx: &mut mpsc::Receiver<Op>,
+    rx: &mut mpsc::UnboundedReceiver<Op>,
     retry: &mut VecDeque<CommandOp>,
 ) -> Ended {
     let now = Instant::now();
@@ -433,7 +442,11 @@ impl<D: Datamover<Buffer = Vec<u8>>> Conn<'_, D> {
     }
 
     fn notify(&mut self, n: Notify<Vec<u8>>) {
-        self.last_now = Instant::now();
+        // Only PDUs need the time (the session notes when it last heard from the target);
+        // a buffer coming back or a window update does not.
+        if matches!(n, Notify::Control(_) | Notify::Malformed { .. }) {
+            self.last_now = Instant::now();
+        }
         let back = self.session.handle_notify(self.last_now.into_std(), n);
         if let Some((itt, buf)) = back
             && let Some(t) = self.tasks.get_mut(&itt)
@@ -537,7 +550,9 @@ impl<D: Datamover<Buffer = Vec<u8>>> Conn<'_, D> {
             )),
             Ok(status) => Ok((status, op.buf.take())),
             Err(TaskError::ConnectionLost { sent }) => {
-                let again = !sent || (replayable(&op.cdb) && op.retries < self.cfg.max_retries);
+                let again = !sent
+                    || (op.cdb.opcode().is_some_and(replayable_opcode)
+                        && op.retries < self.cfg.max_retries);
                 if again && self.cfg.reconnect.enabled {
                     op.retries += u32::from(sent);
                     retry.push_back(op);
@@ -547,7 +562,9 @@ impl<D: Datamover<Buffer = Vec<u8>>> Conn<'_, D> {
             }
             Err(TaskError::Data { error, status }) => {
                 // The data cannot be trusted; a read is sent again, within the retry budget.
-                if replayable(&op.cdb) && op.retries < self.cfg.max_retries {
+                if op.cdb.opcode().is_some_and(replayable_opcode)
+                    && op.retries < self.cfg.max_retries
+                {
                     op.retries += 1;
                     let now = Instant::now();
                     warn!(%error, "data-in failed; sending the command again");

@@ -58,6 +58,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use iscsi_proto::auth::{ChapCredential, InitiatorAuthConfig};
 use iscsi_proto::datamover::Datamover;
+pub use iscsi_proto::initiator::Cdb;
 use iscsi_proto::initiator::{CommandStatus, Direction, InitiatorSessionConfig, LoginFailure};
 use iscsi_proto::pdu::{ScsiStatus, TmfResponse};
 use iscsi_proto::target::{TargetRecord, decode_send_targets};
@@ -363,7 +364,7 @@ pub struct Request {
     /// Logical unit.
     pub lun: u16,
     /// The CDB.
-    pub cdb: Bytes,
+    pub cdb: Cdb,
     /// Data.
     pub data: Data,
     /// Deadline from now (`None`: the session's default).
@@ -375,7 +376,7 @@ impl Request {
     pub fn new(lun: u16, cdb: &[u8], data: Data) -> Self {
         Request {
             lun,
-            cdb: Bytes::copy_from_slice(cdb),
+            cdb: Cdb::new(cdb),
             data,
             timeout: None,
         }
@@ -484,7 +485,7 @@ pub enum CompareResult {
 }
 
 struct Shared {
-    tx: mpsc::Sender<Op>,
+    tx: mpsc::UnboundedSender<Op>,
     cfg: Arc<InitiatorConfig>,
     params: NegotiatedParams,
     block_size: AtomicU32,
@@ -536,7 +537,10 @@ impl Session {
         let cfg = Arc::new(cfg);
         let first = conn::connect_and_login(&transport, &cfg, SessionType::Normal, isid).await?;
         let params = first.outcome.params.clone();
-        let (tx, rx) = mpsc::channel(1024);
+        // Unbounded: a command costs its caller a task and a buffer already; how many wait
+        // for the target is bounded by the session's queue (`max_queued`, then
+        // `SubmitError::QueueFull`).
+        let (tx, rx) = mpsc::unbounded_channel();
         tokio::spawn(conn::drive(transport, cfg.clone(), isid, first, rx));
         Ok(Session {
             lun: cfg.lun,
@@ -616,7 +620,6 @@ impl Session {
         self.shared
             .tx
             .send(Op::Command(op))
-            .await
             .map_err(|_| Error::Closed)?;
         let (status, data) = rx.await.map_err(|_| Error::Closed)??;
         Ok(Completion { status, data })
@@ -626,12 +629,20 @@ impl Session {
     /// `make` builds the data for each attempt.
     async fn run(
         &self,
-        cdb: &[u8],
+        cdb: impl Into<Cdb>,
         mut make: impl FnMut() -> Data,
     ) -> Result<Option<Vec<u8>>, Error> {
+        let cdb = cdb.into();
         let mut attempt = 0;
         loop {
-            let c = self.execute(Request::new(self.lun, cdb, make())).await?;
+            let c = self
+                .execute(Request {
+                    lun: self.lun,
+                    cdb: cdb.clone(),
+                    data: make(),
+                    timeout: None,
+                })
+                .await?;
             match c.into_good() {
                 Err(e) if e.is_unit_attention() && attempt < UA_RETRIES => attempt += 1,
                 other => return other,
@@ -640,7 +651,7 @@ impl Session {
     }
 
     /// Like `run` for a write whose buffer is moved in and handed back.
-    async fn run_owned(&self, cdb: Bytes, mut data: Vec<u8>) -> Result<Vec<u8>, Error> {
+    async fn run_owned(&self, cdb: Cdb, mut data: Vec<u8>) -> Result<Vec<u8>, Error> {
         let mut attempt = 0;
         loop {
             let c = self
@@ -773,7 +784,7 @@ impl Session {
             .collect())
     }
 
-    fn rw_cdb(op10: u8, op16: u8, lba: u64, blocks: u32, fua: bool) -> Bytes {
+    fn rw_cdb(op10: u8, op16: u8, lba: u64, blocks: u32, fua: bool) -> Cdb {
         let mut c = [0u8; 16];
         c[1] = if fua { 0x08 } else { 0 };
         let len = if lba <= u64::from(u32::MAX) && blocks <= 0xffff {
@@ -787,7 +798,7 @@ impl Session {
             c[10..14].copy_from_slice(&blocks.to_be_bytes());
             16
         };
-        Bytes::copy_from_slice(&c[..len])
+        Cdb::new(&c[..len])
     }
 
     /// Reads `blocks` blocks at `lba`.
@@ -795,10 +806,7 @@ impl Session {
         let bs = self.block_size().await?;
         let len = u32::try_from(u64::from(blocks) * u64::from(bs)).map_err(|_| too_long())?;
         let cdb = Self::rw_cdb(0x28, 0x88, lba, blocks, false);
-        let mut d = self
-            .run(&cdb, || Data::Read(len))
-            .await?
-            .unwrap_or_default();
+        let mut d = self.run(cdb, || Data::Read(len)).await?.unwrap_or_default();
         d.truncate(len as usize);
         Ok(d)
     }
@@ -938,7 +946,6 @@ impl Session {
         self.shared
             .tx
             .send(Op::Tmf { kind, reply })
-            .await
             .map_err(|_| Error::Closed)?;
         match rx.await.map_err(|_| Error::Closed)?? {
             TmfResponse::COMPLETE => Ok(()),
@@ -961,7 +968,7 @@ impl Session {
     /// [`Error::Closed`].
     pub async fn logout(&self) -> Result<(), Error> {
         let (reply, rx) = oneshot::channel();
-        if self.shared.tx.send(Op::Logout { reply }).await.is_err() {
+        if self.shared.tx.send(Op::Logout { reply }).is_err() {
             return Ok(());
         }
         rx.await.unwrap_or(Ok(()))
