@@ -12,7 +12,9 @@
 //! - **Send.** PDUs are queued as `Bytes` segments: the header (with its digest) is encoded
 //!   into a reused scratch buffer, the data segment is a slice of the caller's buffer, and the
 //!   padding and data digest follow. [`Datamover::recv`] writes the queue with vectored writes
-//!   whenever the socket is writable, so reading and writing never block each other.
+//!   whenever the socket is writable, so reading and writing never block each other; an
+//!   initiator's command is written at once by [`Datamover::send_command`] (as far as the
+//!   socket takes it without waiting), so each command reaches the target as soon as it exists.
 //!   `TCP_NODELAY` is set: a PDU is never held back waiting for an ACK.
 //! - **PDUs.** What each datamover operation means in PDUs (Data-In cut at the initiator's
 //!   MaxRecvDataSegmentLength with F per MaxBurstLength sequence, R2Ts and the checks of the
@@ -190,6 +192,22 @@ impl TcpDatamover {
 
     /// Writes as much of the queue as the socket takes without waiting.
     fn poll_write_out(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        loop {
+            match self.write_some() {
+                Ok(true) => return Poll::Ready(Ok(())),
+                // Not writable (as far as tokio knows, or the socket said so): wait for it.
+                // Asking for readiness only now saves a readiness check per write.
+                Ok(false) => {
+                    ready!(self.stream.poll_write_ready(cx))?;
+                }
+                Err(e) => return Poll::Ready(Err(e)),
+            }
+        }
+    }
+
+    /// Writes the queue until it is empty (`true`) or the socket takes no more (`false`),
+    /// without waiting and without asking to be woken.
+    fn write_some(&mut self) -> io::Result<bool> {
         while !self.out.is_empty() {
             let mut iov = [IoSlice::new(&[]); MAX_IOV];
             let mut n = 0;
@@ -198,7 +216,7 @@ impl TcpDatamover {
                 n += 1;
             }
             match self.stream.try_write_vectored(&iov[..n]) {
-                Ok(0) => return Poll::Ready(Err(io::ErrorKind::WriteZero.into())),
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
                 Ok(mut written) => {
                     self.out_bytes -= written;
                     // Progress through a backlog (output still waiting) is a sign of life; a
@@ -219,15 +237,11 @@ impl TcpDatamover {
                         }
                     }
                 }
-                // Not writable (as far as tokio knows, or the socket said so): wait for it.
-                // Asking for readiness only now saves a readiness check per write.
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    ready!(self.stream.poll_write_ready(cx))?;
-                }
-                Err(e) => return Poll::Ready(Err(e)),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
+                Err(e) => return Err(e),
             }
         }
-        Poll::Ready(Ok(()))
+        Ok(true)
     }
 
     /// Encodes what the mover produced onto the output queue.
@@ -502,7 +516,12 @@ impl Datamover for TcpDatamover {
 
     fn send_command(&mut self, req: SendCommand, buf: Option<Vec<u8>>) -> io::Result<()> {
         self.mover.send_command(req, buf);
-        self.drain()
+        self.drain()?;
+        // The command leaves now, in its own write, whatever the caller does next (the
+        // engine hands over every waiting command before it looks at input again). What the
+        // socket does not take is written by `recv`.
+        self.write_some()?;
+        Ok(())
     }
 
     fn cancel_data(&mut self, itt: Itt) -> Option<Vec<u8>> {
