@@ -31,7 +31,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::header::Stag;
 use crate::mover::IserError;
-use crate::verbs::{Access, Completion, Verbs, WcStatus, WorkKind};
+use crate::verbs::{Access, Completion, Verbs, WcStatus, WorkBuf, WorkKind};
 
 /// Limits of an endpoint.
 #[derive(Clone, Debug)]
@@ -212,13 +212,13 @@ struct Region {
 struct Side {
     recvs: VecDeque<(u64, Vec<u8>)>,
     regions: HashMap<u32, Region>,
-    cq: Option<mpsc::UnboundedSender<Completion<Vec<u8>>>>,
+    cq: Option<mpsc::UnboundedSender<Completion<Vec<u8>, Vec<u8>>>>,
     next_key: u32,
     next_addr: u64,
 }
 
 impl Side {
-    fn new(cq: mpsc::UnboundedSender<Completion<Vec<u8>>>, salt: u32) -> Self {
+    fn new(cq: mpsc::UnboundedSender<Completion<Vec<u8>, Vec<u8>>>, salt: u32) -> Self {
         Self {
             recvs: VecDeque::new(),
             regions: HashMap::new(),
@@ -230,7 +230,7 @@ impl Side {
         }
     }
 
-    fn complete(&self, c: Completion<Vec<u8>>) {
+    fn complete(&self, c: Completion<Vec<u8>, Vec<u8>>) {
         if let Some(cq) = &self.cq {
             let _ = cq.send(c);
         }
@@ -255,6 +255,10 @@ impl Link {
         buf: Vec<u8>,
     ) {
         let ok = status == WcStatus::Success;
+        let buf = match kind {
+            WorkKind::Recv | WorkKind::Send => WorkBuf::Msg(buf),
+            WorkKind::Write | WorkKind::Read => WorkBuf::Task(buf),
+        };
         self.sides[side].complete(Completion {
             wr_id,
             kind,
@@ -280,7 +284,7 @@ impl Link {
                     kind: WorkKind::Recv,
                     status: WcStatus::Flushed,
                     len: 0,
-                    buf,
+                    buf: WorkBuf::Msg(buf),
                 });
             }
             // Exposed memory stays where it is (the peer can no longer reach it: every RDMA
@@ -294,7 +298,7 @@ impl Link {
 pub struct Endpoint {
     link: Arc<Mutex<Link>>,
     me: usize,
-    cq: mpsc::UnboundedReceiver<Completion<Vec<u8>>>,
+    cq: mpsc::UnboundedReceiver<Completion<Vec<u8>, Vec<u8>>>,
     faults: Faults,
     config: LoopbackConfig,
 }
@@ -388,14 +392,7 @@ impl Endpoint {
             WorkKind::Read
         };
         if matches!(fault, Fault::Disconnect) {
-            link.sides[me].complete(Completion {
-                wr_id,
-                kind,
-                status: WcStatus::Fatal,
-                len: 0,
-                buf,
-            });
-            link.break_link();
+            link.finish(me, wr_id, kind, WcStatus::Fatal, 0, buf);
             return Ok(());
         }
         let len = range.len();
@@ -435,8 +432,13 @@ impl Endpoint {
 }
 
 impl Verbs for Endpoint {
+    type Msg = Vec<u8>;
     type Buf = Vec<u8>;
     type Error = LoopbackError;
+
+    fn msg_buf(&mut self, len: usize) -> Result<Vec<u8>, LoopbackError> {
+        self.alloc(len)
+    }
 
     fn alloc(&mut self, len: usize) -> Result<Vec<u8>, LoopbackError> {
         if len > self.config.max_alloc {
@@ -531,7 +533,7 @@ impl Verbs for Endpoint {
                 kind: WorkKind::Recv,
                 status: st,
                 len: if st == WcStatus::Success { len } else { 0 },
-                buf: rbuf,
+                buf: WorkBuf::Msg(rbuf),
             });
         }
         link.finish(me, wr_id, WorkKind::Send, status, len, buf);
@@ -558,7 +560,7 @@ impl Verbs for Endpoint {
         self.rdma(wr_id, buf, range, remote, false)
     }
 
-    async fn poll(&mut self) -> Result<Option<Completion<Vec<u8>>>, LoopbackError> {
+    async fn poll(&mut self) -> Result<Option<Completion<Vec<u8>, Vec<u8>>>, LoopbackError> {
         Ok(self.cq.recv().await)
     }
 

@@ -42,7 +42,7 @@ use iscsi_proto::serial::{DataSn, Itt, StatSn, Ttt};
 use iscsi_proto::text::{NegotiatedParams, Role, SessionType};
 
 use crate::header::{ControlHeader, ISER_HEADER_LEN, IserHeader, Stag};
-use crate::verbs::{Access, Completion, Verbs, WcStatus, WorkKind};
+use crate::verbs::{Access, Completion, Verbs, WcStatus, WorkBuf, WorkKind};
 
 /// Receives an initiator keeps for PDUs the target sends unasked (NOP-In pings, Async
 /// Messages, Rejects).
@@ -103,10 +103,10 @@ pub enum IserError {
 /// `wr_id` bit marking receives.
 const RECV_BIT: u64 = 1 << 63;
 
-/// Send-queue work not yet posted.
-enum Work<B> {
+/// Send-queue work not yet posted (`M` message buffers, `B` task buffers).
+enum Work<M, B> {
     Send {
-        buf: B,
+        buf: M,
         len: usize,
     },
     Write {
@@ -153,10 +153,10 @@ struct TargetTask<B> {
 }
 
 /// Initiator: framed Sends waiting for a receive credit, in order.
-struct Held<B> {
+struct Held<M> {
     /// What answer the first Send expects, if any.
     answer: Option<Answer>,
-    sends: Vec<(B, usize)>,
+    sends: Vec<(M, usize)>,
 }
 
 /// An answer an initiator request expects (it takes one of our receives).
@@ -180,9 +180,9 @@ pub struct IserDatamover<V: Verbs> {
     initial_r2t: bool,
     first_burst: u32,
     notes: VecDeque<Notify<V::Buf>>,
-    pending: VecDeque<Work<V::Buf>>,
+    pending: VecDeque<Work<V::Msg, V::Buf>>,
     posted: HashMap<u64, Posted>,
-    send_pool: Vec<V::Buf>,
+    send_pool: Vec<V::Msg>,
     next_wr: u64,
     init_tasks: HashMap<Itt, InitTask<V::Buf>>,
     target_tasks: HashMap<Itt, TargetTask<V::Buf>>,
@@ -191,7 +191,7 @@ pub struct IserDatamover<V: Verbs> {
     /// Initiator: other requests sent that expect an answer.
     awaiting_other: usize,
     /// Initiator: Sends waiting for a receive credit, in order.
-    held: VecDeque<Held<V::Buf>>,
+    held: VecDeque<Held<V::Msg>>,
     /// An error to report on the next `recv`.
     fatal: Option<IserError>,
     /// ExpStatSN of our latest PDU (for the Data-Out we build).
@@ -228,7 +228,7 @@ impl<V: Verbs> IserDatamover<V> {
         let segment = cfg.recv_data_segment_length.max(LOGIN_SEGMENT);
         let buf_size = ISER_HEADER_LEN + BHS_LEN + MAX_AHS_LEN + segment as usize;
         for i in 0..cfg.recv_depth {
-            let buf = verbs.alloc(buf_size).map_err(verbs_err)?;
+            let buf = verbs.msg_buf(buf_size).map_err(verbs_err)?;
             verbs
                 .post_recv(RECV_BIT | i as u64, buf)
                 .map_err(verbs_err)?;
@@ -275,14 +275,14 @@ impl<V: Verbs> IserDatamover<V> {
     }
 
     /// A send buffer for `len` bytes: pooled when it fits the standard size.
-    fn send_buf(&mut self, len: usize) -> Result<(V::Buf, bool), IserError> {
+    fn send_buf(&mut self, len: usize) -> Result<(V::Msg, bool), IserError> {
         if len <= self.buf_size {
             if let Some(b) = self.send_pool.pop() {
                 return Ok((b, true));
             }
-            return Ok((self.verbs.alloc(self.buf_size).map_err(verbs_err)?, true));
+            return Ok((self.verbs.msg_buf(self.buf_size).map_err(verbs_err)?, true));
         }
-        Ok((self.verbs.alloc(len).map_err(verbs_err)?, false))
+        Ok((self.verbs.msg_buf(len).map_err(verbs_err)?, false))
     }
 
     /// Encodes `pdu` behind `hdr` into a send buffer; the data segment is `data` when given
@@ -292,7 +292,7 @@ impl<V: Verbs> IserDatamover<V> {
         hdr: ControlHeader,
         pdu: &Pdu,
         data: Option<&[u8]>,
-    ) -> Result<(V::Buf, usize, bool), IserError> {
+    ) -> Result<(V::Msg, usize, bool), IserError> {
         let mut head = BytesMut::with_capacity(BHS_LEN + 64);
         pdu.encode_header(&mut head, Digests::default())
             .map_err(|e| IserError::Encode(e.to_string()))?;
@@ -318,7 +318,7 @@ impl<V: Verbs> IserDatamover<V> {
     }
 
     /// Queues send-queue work and posts what fits.
-    fn push(&mut self, w: Work<V::Buf>) -> Result<(), IserError> {
+    fn push(&mut self, w: Work<V::Msg, V::Buf>) -> Result<(), IserError> {
         self.pending.push_back(w);
         self.post_pending()
     }
@@ -392,7 +392,7 @@ impl<V: Verbs> IserDatamover<V> {
     fn hold(
         &mut self,
         answer: Option<Answer>,
-        sends: Vec<(V::Buf, usize)>,
+        sends: Vec<(V::Msg, usize)>,
     ) -> Result<(), IserError> {
         self.held.push_back(Held { answer, sends });
         self.release_held()
@@ -433,18 +433,23 @@ impl<V: Verbs> IserDatamover<V> {
     }
 
     /// Handles one completion; notifications go to `notes`.
-    fn completion(&mut self, c: Completion<V::Buf>) -> Result<(), IserError> {
+    fn completion(&mut self, c: Completion<V::Msg, V::Buf>) -> Result<(), IserError> {
         if c.wr_id & RECV_BIT != 0 {
             if c.status != WcStatus::Success {
                 return self.failed(c.kind, c.status);
             }
+            let WorkBuf::Msg(buf) = c.buf else {
+                return Err(IserError::Protocol(
+                    "a receive completed with a task buffer".into(),
+                ));
+            };
             self.receives += 1;
-            let msg = c.buf.as_bytes().get(..c.len).unwrap_or_default();
+            let msg = buf.as_bytes().get(..c.len).unwrap_or_default();
             let parsed = parse_message(msg);
             // The buffer goes back at once: the PDU was copied out. If the connection is
             // gone already (the peer sent its last PDU and disconnected), what arrived still
             // goes up, and the connection ends after it.
-            if self.verbs.post_recv(c.wr_id, c.buf).is_err() {
+            if self.verbs.post_recv(c.wr_id, buf).is_err() {
                 self.closed = true;
             }
             return self.message(parsed?);
@@ -458,15 +463,20 @@ impl<V: Verbs> IserDatamover<V> {
         if c.status != WcStatus::Success {
             return self.failed(c.kind, c.status);
         }
-        match what {
-            Posted::Send { pooled } => {
+        match (what, c.buf) {
+            (Posted::Send { pooled }, WorkBuf::Msg(buf)) => {
                 if pooled && self.send_pool.len() < self.cfg.send_depth {
-                    self.send_pool.push(c.buf);
+                    self.send_pool.push(buf);
                 }
             }
             // Put_Data's buffer is done with: the response follows on the send queue.
-            Posted::Write => {}
-            Posted::Read { itt } => self.read_done(itt, c.buf)?,
+            (Posted::Write, _) => {}
+            (Posted::Read { itt }, WorkBuf::Task(buf)) => self.read_done(itt, buf)?,
+            (p, _) => {
+                return Err(IserError::Protocol(format!(
+                    "a completion for {p:?} with the other kind of buffer"
+                )));
+            }
         }
         self.post_pending()
     }

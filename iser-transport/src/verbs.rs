@@ -1,6 +1,12 @@
 //! What iSER needs from an RDMA stack: one reliable-connected queue pair, registered memory,
 //! and the connection manager's private data.
 //!
+//! Two kinds of memory: *message buffers* ([`Verbs::Msg`], from [`Verbs::msg_buf`]) carry
+//! Sends and receives and are registered once, from a pool the backend keeps; *task buffers*
+//! ([`Verbs::Buf`]) hold a command's data and are what RDMA Writes and Reads move, locally
+//! or remotely ([`Verbs::expose`]). A backend may register task buffers per operation (the
+//! engine hands over the caller's `Vec<u8>`) or hand out pre-registered ones.
+//!
 //! Ownership replaces the lifetime rules of the verbs API: a buffer handed to a work request
 //! (a receive, a Send, the local side of an RDMA Write or Read) belongs to the backend until
 //! that request's [`Completion`] hands it back, and a buffer [exposed](Verbs::expose) to the
@@ -51,9 +57,28 @@ pub enum WcStatus {
     Fatal,
 }
 
+/// The buffer a work request was given: a message buffer (receives, Sends) or a task buffer
+/// (RDMA Writes and Reads).
+#[derive(Debug)]
+pub enum WorkBuf<M, B> {
+    /// A message buffer.
+    Msg(M),
+    /// A task buffer.
+    Task(B),
+}
+
+impl<T> WorkBuf<T, T> {
+    /// The buffer, when both kinds are the same type.
+    pub fn into_inner(self) -> T {
+        match self {
+            WorkBuf::Msg(b) | WorkBuf::Task(b) => b,
+        }
+    }
+}
+
 /// One finished work request, with the buffer it was given.
 #[derive(Debug)]
-pub struct Completion<B> {
+pub struct Completion<M, B> {
     /// The caller's identifier of the request.
     pub wr_id: u64,
     /// Which kind of request.
@@ -63,7 +88,7 @@ pub struct Completion<B> {
     /// Bytes received (receives) or transferred (the others).
     pub len: usize,
     /// The buffer handed over with the request.
-    pub buf: B,
+    pub buf: WorkBuf<M, B>,
 }
 
 /// What the peer may do with exposed memory.
@@ -77,12 +102,17 @@ pub enum Access {
 
 /// One connected RDMA endpoint (an RC queue pair with its completion queue).
 pub trait Verbs: Send + 'static {
-    /// Registered memory.
+    /// Registered memory for Sends and receives.
+    type Msg: DataBuffer;
+    /// Task memory: what RDMA Writes and Reads move.
     type Buf: DataBuffer;
     /// A failure that ends the connection.
     type Error: std::error::Error + Send + Sync + 'static;
 
-    /// Registered, zeroed memory of `len` bytes (from a pool: no registration per IO).
+    /// A message buffer of at least `len` bytes (from the backend's registered pool).
+    fn msg_buf(&mut self, len: usize) -> Result<Self::Msg, Self::Error>;
+
+    /// A zeroed task buffer of `len` bytes.
     fn alloc(&mut self, len: usize) -> Result<Self::Buf, Self::Error>;
 
     /// Lets the peer access `buf[..len]` as `access` says; returns the STag and base address
@@ -95,10 +125,10 @@ pub trait Verbs: Send + 'static {
     fn revoke(&mut self, stag: u32) -> Option<Self::Buf>;
 
     /// Posts a receive: the next Send of the peer lands in `buf`.
-    fn post_recv(&mut self, wr_id: u64, buf: Self::Buf) -> Result<(), Self::Error>;
+    fn post_recv(&mut self, wr_id: u64, buf: Self::Msg) -> Result<(), Self::Error>;
 
     /// Sends `buf[..len]` to the peer's next posted receive.
-    fn post_send(&mut self, wr_id: u64, buf: Self::Buf, len: usize) -> Result<(), Self::Error>;
+    fn post_send(&mut self, wr_id: u64, buf: Self::Msg, len: usize) -> Result<(), Self::Error>;
 
     /// RDMA Write of `buf[range]` to the peer's memory at `remote.base_offset` (an address
     /// inside memory the peer exposed as `remote.stag`).
@@ -121,9 +151,10 @@ pub trait Verbs: Send + 'static {
 
     /// The next completion. Cancel-safe. `Ok(None)` once the connection is closed and every
     /// request has completed.
+    #[allow(clippy::type_complexity)]
     fn poll(
         &mut self,
-    ) -> impl Future<Output = Result<Option<Completion<Self::Buf>>, Self::Error>> + Send;
+    ) -> impl Future<Output = Result<Option<Completion<Self::Msg, Self::Buf>>, Self::Error>> + Send;
 
     /// Disconnects: outstanding requests complete with [`WcStatus::Flushed`], the peer sees
     /// the connection end.
