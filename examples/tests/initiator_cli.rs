@@ -461,6 +461,40 @@ fn usage_and_runtime_errors_are_one_line() {
     let dead_url = stopped.url.clone();
     drop(stopped);
     fails(&["readcap", &dead_url], 1, "cannot log in");
+    // iSER in a build without RDMA support, or on a machine without an RDMA device: one
+    // line naming what is missing (status 1), from both the URL scheme and --transport.
+    let iser_url = fx.url.replacen("iscsi://", "iser://", 1);
+    #[cfg(not(feature = "rdma"))]
+    let why = "needs a build with RDMA support";
+    #[cfg(feature = "rdma")]
+    let why = "RDMA";
+    fails(&["inquiry", &iser_url], 1, why);
+    fails(&["--transport", "iser", "inquiry", &fx.url], 1, why);
+    // --transport tcp overrides the scheme.
+    let out = initiator(&["--transport", "tcp", "inquiry", &iser_url]);
+    assert!(out.success(), "{}", out.describe());
+    // The target says the same (without the feature: with it, a machine with an RDMA device
+    // would really listen).
+    #[cfg(not(feature = "rdma"))]
+    {
+        let out = peer::run_with_timeout(
+            Command::new(env!("CARGO_BIN_EXE_target")).args([
+                "--transport",
+                "iser",
+                "--listen",
+                "127.0.0.1:0",
+                "--lun",
+                "ram:1MiB",
+            ]),
+            Duration::from_secs(60),
+        );
+        assert_eq!(out.end, RunEnd::Exited(1), "{}", out.describe());
+        assert!(
+            out.stderr.contains(why) && !out.stderr.contains("panicked"),
+            "{}",
+            out.describe()
+        );
+    }
     fx.finish();
 }
 

@@ -4,7 +4,9 @@
 //! Nothing above the datamover changes: the same login, sessions and SCSI run over RDMA
 //! Sends, Writes and Reads. This module has the glue for the in-process loopback fabric
 //! ([`iscsi_iser::loopback`]): [`LoopbackIser`] connects an initiator, [`LoopbackIserAcceptor`]
-//! feeds a target.
+//! feeds a target; and, with the cargo feature `rdma`, for real RDMA through RDMA-CM:
+//! `RdmaIser` and `RdmaIserAcceptor` (portals are IP addresses of RDMA-capable interfaces,
+//! port 3260 by default, as for TCP).
 //!
 //! ```
 //! use iscsi::initiator::{InitiatorConfig, Session};
@@ -143,5 +145,128 @@ impl Acceptor for LoopbackIserAcceptor {
                 })
                 .map_err(|e: IserError| io_err(e)),
         )
+    }
+}
+
+#[cfg(feature = "rdma")]
+pub use self::rdma::{RdmaIser, RdmaIserAcceptor};
+
+#[cfg(feature = "rdma")]
+mod rdma {
+    use std::io;
+    use std::net::SocketAddr;
+
+    use iscsi_iser::header::CmPrivateData;
+    use iscsi_iser::mover::{IserConfig, IserDatamover, IserError};
+    use iscsi_iser::rdma::{self, RdmaConfig, RdmaEndpoint, RdmaError, RdmaListener};
+    use iscsi_proto::text::Role;
+
+    use super::io_err;
+    use crate::initiator::Transport;
+    use crate::target::{Accepted, Acceptor};
+
+    /// Queue sizes for both layers from the datamover's.
+    fn rdma_config(config: &IserConfig) -> RdmaConfig {
+        RdmaConfig {
+            recv_depth: u32::try_from(config.recv_depth).unwrap_or(u32::MAX),
+            send_depth: u32::try_from(config.send_depth).unwrap_or(u32::MAX),
+            ..RdmaConfig::default()
+        }
+    }
+
+    fn rdma_io(e: RdmaError) -> io::Error {
+        match e {
+            RdmaError::Rejected { .. } => {
+                io::Error::new(io::ErrorKind::ConnectionRefused, e.to_string())
+            }
+            other => io_err(other),
+        }
+    }
+
+    /// An initiator transport: iSER over RDMA-CM (portals are `address:port`).
+    #[derive(Clone, Debug, Default)]
+    pub struct RdmaIser {
+        config: IserConfig,
+    }
+
+    impl RdmaIser {
+        /// With the default [`IserConfig`].
+        pub fn new() -> Self {
+            Self::default()
+        }
+
+        /// With these queue sizes.
+        pub fn with_config(config: IserConfig) -> Self {
+            Self { config }
+        }
+    }
+
+    impl Transport for RdmaIser {
+        type Mover = IserDatamover<RdmaEndpoint>;
+
+        async fn connect(&self, portal: &str) -> io::Result<Self::Mover> {
+            let addr = tokio::net::lookup_host(portal)
+                .await?
+                .next()
+                .ok_or_else(|| {
+                    io::Error::new(io::ErrorKind::InvalidInput, format!("{portal}: no address"))
+                })?;
+            // Our CM header says what Linux ib_iser says with plain memory registrations:
+            // no zero-based addresses, no Send with Invalidate.
+            let (ep, _reply) = rdma::connect(
+                addr,
+                &CmPrivateData::OURS.to_bytes(),
+                &rdma_config(&self.config),
+            )
+            .await
+            .map_err(rdma_io)?;
+            IserDatamover::new(ep, Role::Initiator, self.config.clone()).map_err(io_err)
+        }
+    }
+
+    /// A target acceptor: iSER connections arriving over RDMA-CM on one address.
+    #[derive(Debug)]
+    pub struct RdmaIserAcceptor {
+        listener: RdmaListener,
+        config: IserConfig,
+    }
+
+    impl RdmaIserAcceptor {
+        /// Listens on `addr` (an address of an RDMA-capable interface).
+        pub fn bind(addr: SocketAddr, config: IserConfig) -> io::Result<Self> {
+            let listener = RdmaListener::bind(addr, rdma_config(&config)).map_err(rdma_io)?;
+            Ok(Self { listener, config })
+        }
+
+        /// The address listened on.
+        pub fn local_addr(&self) -> SocketAddr {
+            self.listener.local_addr()
+        }
+    }
+
+    impl Acceptor for RdmaIserAcceptor {
+        type Mover = IserDatamover<RdmaEndpoint>;
+
+        async fn accept(&mut self) -> Option<io::Result<Accepted<Self::Mover>>> {
+            let req = match self.listener.accept().await {
+                Ok(r) => r,
+                Err(e) => return Some(Err(rdma_io(e))),
+            };
+            let peer = req
+                .peer_addr()
+                .map_or_else(|| "iser:?".to_string(), |a| format!("iser:{a}"));
+            let local = req.local_addr().or(Some(self.listener.local_addr()));
+            let config = self.config.clone();
+            // The receives are posted (by the datamover) before the connection is accepted,
+            // so the initiator's first Login Request has one.
+            let mover = req.accept_with(&CmPrivateData::OURS.to_bytes(), |ep| {
+                IserDatamover::new(ep, Role::Target, config)
+            });
+            Some(
+                mover
+                    .map(|mover| Accepted { mover, peer, local })
+                    .map_err(|e: IserError| io_err(e)),
+            )
+        }
     }
 }

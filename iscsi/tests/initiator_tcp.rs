@@ -9,6 +9,11 @@
 //! the target where a scenario needs to count connections (no silent reconnection), hold the
 //! target's answers (commands surely in flight at an abort or a reset) or cut the connection
 //! (the reconnection scenarios, against our target only).
+//!
+//! Scenarios marked `iser` also run against our target over iSER on in-process loopback
+//! verbs (`<scenario>::iser`) and, in a build with the `rdma` feature, over real RDMA
+//! (`<scenario>::rdma`: ignored by default; it needs an RDMA device and the address of its
+//! interface in `ISCSI_RDMA_ADDR`, e.g. soft-RoCE in the interop lab).
 
 mod support;
 
@@ -55,6 +60,9 @@ enum Via {
     /// iSER over the in-process loopback verbs; the fabric name is the TCP portal address
     /// (so SendTargets answers name it).
     Iser(Fabric),
+    /// iSER over real RDMA (RDMA-CM).
+    #[cfg(feature = "rdma")]
+    Rdma,
 }
 
 /// What keeps a peer running (stopped on drop).
@@ -78,6 +86,25 @@ struct Peer {
     ours: bool,
     via: Via,
     _guard: Guard,
+}
+
+/// Our target's three targets: open, CHAP, mutual CHAP.
+const OURS: (&str, &str, &str) = (
+    "iqn.2026-11.rs.iscsi:ours-open",
+    "iqn.2026-11.rs.iscsi:ours-chap",
+    "iqn.2026-11.rs.iscsi:ours-mutual",
+);
+
+/// The nodes of [`OURS`].
+fn our_nodes() -> Vec<iscsi::target::TargetNode<iscsi::scsi::backend::RamBackend>> {
+    let (open, chap, mutual) = OURS;
+    vec![
+        disk(open, DISK),
+        disk(chap, 1 << 20).chap(ALICE.0, ALICE.1),
+        disk(mutual, 1 << 20)
+            .chap(ALICE.0, ALICE.1)
+            .mutual_chap(BOB.0, BOB.1),
+    ]
 }
 
 impl Peer {
@@ -120,28 +147,16 @@ impl Peer {
     }
 
     async fn ours_via(iser: bool) -> Peer {
-        let open = "iqn.2026-11.rs.iscsi:ours-open";
-        let chap = "iqn.2026-11.rs.iscsi:ours-chap";
-        let mutual = "iqn.2026-11.rs.iscsi:ours-mutual";
+        let (open, chap, mutual) = OURS;
         let fabric = Fabric::new(LoopbackConfig::default());
         let f = fabric.clone();
-        let t = start_with(
-            TargetConfig::default(),
-            vec![
-                disk(open, DISK),
-                disk(chap, 1 << 20).chap(ALICE.0, ALICE.1),
-                disk(mutual, 1 << 20)
-                    .chap(ALICE.0, ALICE.1)
-                    .mutual_chap(BOB.0, BOB.1),
-            ],
-            move |target, addr| {
-                if iser {
-                    let a = LoopbackIserAcceptor::listen(&f, &addr.to_string(), Default::default())
-                        .expect("iSER listener");
-                    target.add_acceptor(a);
-                }
-            },
-        )
+        let t = start_with(TargetConfig::default(), our_nodes(), move |target, addr| {
+            if iser {
+                let a = LoopbackIserAcceptor::listen(&f, &addr.to_string(), Default::default())
+                    .expect("iSER listener");
+                target.add_acceptor(a);
+            }
+        })
         .await;
         Peer {
             name: if iser { "ours over iSER" } else { "ours" },
@@ -156,11 +171,45 @@ impl Peer {
         }
     }
 
+    /// Our target with the three targets, over iSER on real RDMA only (no TCP portal), on
+    /// the address in `ISCSI_RDMA_ADDR` (a free port).
+    #[cfg(feature = "rdma")]
+    async fn ours_rdma() -> Peer {
+        use iscsi::iser::RdmaIserAcceptor;
+        use iscsi::target::Target;
+        let ip: std::net::IpAddr = std::env::var("ISCSI_RDMA_ADDR")
+            .expect("ISCSI_RDMA_ADDR: the address of an RDMA-capable interface (see the lab)")
+            .parse()
+            .expect("ISCSI_RDMA_ADDR is an IP address");
+        let (open, chap, mutual) = OURS;
+        let mut target = Target::without_tcp(TargetConfig::default(), our_nodes()).expect("target");
+        let a = RdmaIserAcceptor::bind(SocketAddr::new(ip, 0), Default::default())
+            .expect("iSER listener on ISCSI_RDMA_ADDR");
+        let addr = a.local_addr();
+        assert_ne!(addr.port(), 0, "RDMA-CM picked a port");
+        target.add_acceptor(a);
+        let stop = target.shutdown_handle();
+        let task = tokio::spawn(target.run());
+        Peer {
+            name: "ours over RDMA",
+            portal: addr.to_string(),
+            open: open.into(),
+            chap: chap.into(),
+            mutual: mutual.into(),
+            lun: 0,
+            ours: true,
+            via: Via::Rdma,
+            _guard: Guard::Ours(Running { addr, stop, task }),
+        }
+    }
+
     /// Logs in with `cfg` over this peer's transport.
     async fn connect(&self, cfg: InitiatorConfig) -> Result<Session, Error> {
         match &self.via {
             Via::Tcp => Session::connect_with(cfg, Tcp).await,
             Via::Iser(f) => Session::connect_with(cfg, LoopbackIser::new(f.clone())).await,
+            #[cfg(feature = "rdma")]
+            Via::Rdma => Session::connect_with(cfg, iscsi::iser::RdmaIser::new()).await,
         }
     }
 
@@ -169,6 +218,8 @@ impl Peer {
         match &self.via {
             Via::Tcp => Session::discover_with(cfg, &Tcp).await,
             Via::Iser(f) => Session::discover_with(cfg, &LoopbackIser::new(f.clone())).await,
+            #[cfg(feature = "rdma")]
+            Via::Rdma => Session::discover_with(cfg, &iscsi::iser::RdmaIser::new()).await,
         }
     }
 
@@ -191,7 +242,8 @@ impl Peer {
 }
 
 /// Runs each scenario `name(&Peer)` as `name::tgtd` and `name::ours`, bounded by `secs`;
-/// with `iser` also as `name::iser` (our target over iSER on loopback verbs).
+/// with `iser` also as `name::iser` (our target over iSER on loopback verbs) and, with the
+/// `rdma` feature, `name::rdma` (over real RDMA; ignored unless asked for).
 /// `tgtd_ignore = "BUG: ..."` ignores the tgtd run.
 macro_rules! against_both {
     ($($name:ident: $secs:expr $(, $iser:ident)? $(, tgtd_ignore = $why:literal)?;)*) => {$(
@@ -228,6 +280,20 @@ macro_rules! against_both {
                     within(
                         Duration::from_secs($secs),
                         concat!(stringify!($name), " against our target over iSER"),
+                        super::$name(&peer),
+                    )
+                    .await;
+                }
+
+                #[cfg(feature = "rdma")]
+                #[tokio::test]
+                #[ignore = "needs an RDMA device and ISCSI_RDMA_ADDR (the interop lab runs it)"]
+                async fn rdma() {
+                    let _ = stringify!($iser);
+                    let peer = Peer::ours_rdma().await;
+                    within(
+                        Duration::from_secs($secs),
+                        concat!(stringify!($name), " against our target over RDMA"),
                         super::$name(&peer),
                     )
                     .await;

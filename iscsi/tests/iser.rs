@@ -233,3 +233,46 @@ async fn exhausted_target_receive_credits_fail_cleanly() {
     })
     .await;
 }
+
+/// A target with no TCP portal serves its iSER acceptor alone (discovery included); one with
+/// nothing to accept from refuses to run.
+#[tokio::test]
+async fn a_target_without_tcp_portals_serves_iser_only() {
+    use iscsi::target::{Target, TargetError};
+    within(TEST, "test", async {
+        let nothing = Target::without_tcp(TargetConfig::default(), vec![disk(TARGET, 1 << 20)])
+            .expect("target");
+        let e = nothing.run().await.expect_err("no portal and no acceptor");
+        assert_eq!(e.to_string(), TargetError::NoPortal.to_string());
+
+        let fabric = Fabric::new(LoopbackConfig::default());
+        let mut t = Target::without_tcp(TargetConfig::default(), vec![disk(TARGET, 1 << 20)])
+            .expect("target");
+        t.add_acceptor(
+            LoopbackIserAcceptor::listen(&fabric, "rdma-only:3260", IserConfig::default())
+                .expect("iSER listener"),
+        );
+        assert!(t.local_addrs().is_empty() && t.urls().is_empty());
+        let stop = t.shutdown_handle();
+        let running = tokio::spawn(t.run());
+        let mut cfg = InitiatorConfig::new("rdma-only:3260", "");
+        cfg.initiator_name = "iqn.2026-11.rs.iscsi:iser-test".into();
+        let found = Session::discover_with(&cfg, &LoopbackIser::new(fabric.clone()))
+            .await
+            .expect("discovery over iSER");
+        assert!(found.iter().any(|r| r.name == TARGET), "{found:?}");
+        let s = Session::connect_with(config("rdma-only:3260"), LoopbackIser::new(fabric))
+            .await
+            .expect("login over iSER");
+        let data = Rng::new(7).bytes(64 << 10);
+        s.write(8, &data).await.expect("write");
+        assert!(s.read(8, 128).await.expect("read") == data);
+        s.logout().await.expect("logout");
+        stop.shutdown();
+        within(Duration::from_secs(10), "shutdown", running)
+            .await
+            .expect("run task")
+            .expect("run");
+    })
+    .await;
+}

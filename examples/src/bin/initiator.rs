@@ -13,7 +13,12 @@
 //!
 //! CHAP credentials go in the URL (`iscsi://user%password@host/iqn/lun`); `--mutual-chap
 //! USER%SECRET` names the credential the target must prove. Global options (`--initiator-name`,
-//! `--header-digest`, `--data-digest`, `--timeout`) go before or after the subcommand.
+//! `--header-digest`, `--data-digest`, `--timeout`, `--transport`) go before or after the
+//! subcommand.
+//!
+//! iSER (iSCSI over RDMA): an `iser://` URL or `--transport iser` connects through RDMA-CM to
+//! the address in the URL (an RDMA-capable interface: an adapter or soft-RoCE); it needs a
+//! build with `--features rdma`.
 //!
 //! Exit status: 0 on success, 1 when something failed (login, SCSI error, file I/O), 2 for
 //! usage errors. Errors are one line on stderr.
@@ -76,7 +81,42 @@ struct Global {
     /// the initiator's credential in the URL (`iscsi://user%password@...`).
     #[arg(long, global = true, value_name = "USER%SECRET")]
     mutual_chap: Option<String>,
+    /// iSCSI over TCP or iSER over RDMA (default: as the URL says, iscsi:// or iser://).
+    #[arg(long, global = true, value_enum)]
+    transport: Option<TransportArg>,
 }
+
+/// `--transport`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum TransportArg {
+    Tcp,
+    Iser,
+}
+
+/// Whether to use iSER for `url`.
+fn use_iser(g: &Global, url: &IscsiUrl) -> bool {
+    match g.transport {
+        Some(TransportArg::Iser) => true,
+        Some(TransportArg::Tcp) => false,
+        None => url.iser,
+    }
+}
+
+/// Logs in over TCP or iSER.
+async fn login(cfg: InitiatorConfig, iser: bool) -> Result<Session, Error> {
+    if iser {
+        #[cfg(feature = "rdma")]
+        return Session::connect_with(cfg, iscsi::iser::RdmaIser::new()).await;
+        #[cfg(not(feature = "rdma"))]
+        return Err(Error::Config(NO_RDMA.into()));
+    }
+    Session::connect_with(cfg, iscsi::initiator::Tcp).await
+}
+
+/// The error of iSER in a build without RDMA.
+#[cfg(not(feature = "rdma"))]
+const NO_RDMA: &str = "iSER needs a build with RDMA support: \
+     cargo run --release -p iscsi-examples --features rdma --bin initiator -- ...";
 
 #[derive(Subcommand, Debug)]
 enum Cmd {
@@ -409,7 +449,7 @@ where
 {
     let parsed = parse_url(url)?;
     let cfg = config(g, &parsed, false)?;
-    let session = Session::connect_with(cfg, iscsi::initiator::Tcp)
+    let session = login(cfg, use_iser(g, &parsed))
         .await
         .map_err(|e| Fail::Run(format!("cannot log in to {parsed}: {e}")))?;
     let p = session.params();
@@ -435,9 +475,19 @@ fn scsi_err(what: &str, e: &Error) -> Fail {
 async fn discover(g: &Global, url: &str) -> Res<()> {
     let parsed = parse_url(url)?;
     let cfg = config(g, &parsed, true)?;
-    let records = Session::discover(&cfg)
-        .await
-        .map_err(|e| Fail::Run(format!("discovery at {}: {e}", parsed.portal())))?;
+    let found = if use_iser(g, &parsed) {
+        #[cfg(feature = "rdma")]
+        {
+            Session::discover_with(&cfg, &iscsi::iser::RdmaIser::new()).await
+        }
+        #[cfg(not(feature = "rdma"))]
+        {
+            Err(Error::Config(NO_RDMA.into()))
+        }
+    } else {
+        Session::discover(&cfg).await
+    };
+    let records = found.map_err(|e| Fail::Run(format!("discovery at {}: {e}", parsed.portal())))?;
     if records.is_empty() {
         eprintln!("{} offers no targets", parsed.portal());
     }

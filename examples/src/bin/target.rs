@@ -9,6 +9,12 @@
 //! qemu's `-drive file=iscsi://...`), then serves until Ctrl-C or SIGTERM, when it asks the
 //! initiators to log out and waits for in-flight commands. Logs go to stderr
 //! (`RUST_LOG=debug` for more).
+//!
+//! `--transport iser` serves iSER (iSCSI over RDMA) instead, through RDMA-CM on the `--listen`
+//! addresses (which must belong to RDMA-capable interfaces: an adapter or soft-RoCE), and
+//! prints `iser://` URLs; `--transport both` serves TCP and iSER on the same addresses, as
+//! Linux targets do (discovery over TCP, `iscsiadm ... -I iser` logs in over RDMA). iSER needs
+//! a build with `--features rdma`.
 
 use std::io::{self, Write};
 use std::net::SocketAddr;
@@ -68,6 +74,18 @@ struct Args {
     /// Worker threads (1: everything on one thread, the lowest latency per command).
     #[arg(long, default_value_t = 1)]
     threads: usize,
+    /// How initiators reach the `--listen` addresses: iSCSI over TCP, iSER over RDMA-CM, or
+    /// both (iSER needs a build with `--features rdma`).
+    #[arg(long, value_enum, default_value_t = TransportArg::Tcp)]
+    transport: TransportArg,
+}
+
+/// `--transport`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum TransportArg {
+    Tcp,
+    Iser,
+    Both,
 }
 
 /// The backends this program serves, as one type.
@@ -301,16 +319,30 @@ async fn serve(args: Args) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let target = match Target::bind(cfg, &args.listen, vec![node]).await {
+    let made = match args.transport {
+        TransportArg::Iser => Target::without_tcp(cfg, vec![node]),
+        TransportArg::Tcp | TransportArg::Both => Target::bind(cfg, &args.listen, vec![node]).await,
+    };
+    let mut target = match made {
         Ok(t) => t,
         Err(e) => {
             eprintln!("error: {e}");
             return ExitCode::from(1);
         }
     };
+    let mut urls = target.urls();
+    if args.transport != TransportArg::Tcp {
+        match add_iser(&mut target, &args) {
+            Ok(mut more) => urls.append(&mut more),
+            Err(e) => {
+                eprintln!("error: {e}");
+                return ExitCode::from(1);
+            }
+        }
+    }
     {
         let mut out = io::stdout().lock();
-        for url in target.urls() {
+        for url in urls {
             let _ = writeln!(out, "{url}");
         }
         let _ = out.flush();
@@ -327,6 +359,34 @@ async fn serve(args: Args) -> ExitCode {
             ExitCode::from(1)
         }
     }
+}
+
+/// Listens for iSER on every `--listen` address; the `iser://` URLs.
+#[cfg(feature = "rdma")]
+fn add_iser(target: &mut Target<AnyBackend>, args: &Args) -> Result<Vec<String>, String> {
+    use iscsi::iser::RdmaIserAcceptor;
+    let mut urls = Vec::new();
+    for addr in &args.listen {
+        let acceptor = RdmaIserAcceptor::bind(*addr, Default::default())
+            .map_err(|e| format!("cannot listen for iSER on {addr}: {e}"))?;
+        for lun in 0..args.lun.len() {
+            urls.push(format!(
+                "iser://{}/{}/{lun}",
+                acceptor.local_addr(),
+                args.iqn
+            ));
+        }
+        target.add_acceptor(acceptor);
+    }
+    Ok(urls)
+}
+
+/// Without RDMA support: say how to get it.
+#[cfg(not(feature = "rdma"))]
+fn add_iser(_: &mut Target<AnyBackend>, _: &Args) -> Result<Vec<String>, String> {
+    Err("--transport iser needs a build with RDMA support: \
+         cargo run --release -p iscsi-examples --features rdma --bin target -- ..."
+        .into())
 }
 
 async fn wait_for_signal() {

@@ -513,10 +513,18 @@ impl std::fmt::Debug for Session {
 const UA_RETRIES: u32 = 3;
 
 impl Session {
-    /// Connects over TCP to a URL (`iscsi://[user[%password]@]host[:port]/target-iqn/lun`).
+    /// Connects to a URL: `iscsi://[user[%password]@]host[:port]/target-iqn/lun` over TCP, or
+    /// `iser://...` over iSER (RDMA; needs the cargo feature `rdma`).
     pub async fn connect(url: &str) -> Result<Session, Error> {
         let url: IscsiUrl = url.parse()?;
-        Session::connect_with(InitiatorConfig::from_url(&url)?, Tcp).await
+        let cfg = InitiatorConfig::from_url(&url)?;
+        if url.iser {
+            #[cfg(feature = "rdma")]
+            return Session::connect_with(cfg, crate::iser::RdmaIser::new()).await;
+            #[cfg(not(feature = "rdma"))]
+            return Err(no_rdma());
+        }
+        Session::connect_with(cfg, Tcp).await
     }
 
     /// Connects with explicit settings over `transport`.
@@ -978,6 +986,14 @@ impl Session {
     pub fn is_closed(&self) -> bool {
         self.shared.tx.is_closed()
     }
+}
+
+/// The error for an `iser://` URL in a build without RDMA.
+#[cfg(not(feature = "rdma"))]
+pub(crate) fn no_rdma() -> Error {
+    Error::Config(
+        "iser:// needs RDMA support: build the iscsi crate with the cargo feature `rdma`".into(),
+    )
 }
 
 fn too_long() -> Error {

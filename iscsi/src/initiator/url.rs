@@ -1,4 +1,5 @@
-//! libiscsi-style iSCSI URLs: `iscsi://[user[%password]@]host[:port][/target-iqn[/lun]]`.
+//! libiscsi-style iSCSI URLs: `iscsi://[user[%password]@]host[:port][/target-iqn[/lun]]`, and
+//! `iser://...` (libiscsi's scheme) for the same over iSER (RDMA).
 
 use std::fmt;
 
@@ -18,6 +19,8 @@ pub const DEFAULT_PORT: u16 = 3260;
 /// ```
 #[derive(Clone, PartialEq, Eq)]
 pub struct IscsiUrl {
+    /// `iser://`: iSCSI over RDMA (iSER) instead of TCP.
+    pub iser: bool,
     /// Host name or address (IPv6 without brackets).
     pub host: String,
     /// TCP port.
@@ -35,6 +38,7 @@ pub struct IscsiUrl {
 impl fmt::Debug for IscsiUrl {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("IscsiUrl")
+            .field("iser", &self.iser)
             .field("host", &self.host)
             .field("port", &self.port)
             .field("target", &self.target)
@@ -48,7 +52,7 @@ impl fmt::Debug for IscsiUrl {
 impl fmt::Display for IscsiUrl {
     /// The URL without the password.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "iscsi://")?;
+        write!(f, "{}://", if self.iser { "iser" } else { "iscsi" })?;
         if let Some(u) = &self.user {
             write!(f, "{u}@")?;
         }
@@ -97,9 +101,11 @@ impl std::str::FromStr for IscsiUrl {
             },
             why,
         };
-        let rest = s
-            .strip_prefix("iscsi://")
-            .ok_or_else(|| fail("it does not start with iscsi://"))?;
+        let (iser, rest) = match (s.strip_prefix("iscsi://"), s.strip_prefix("iser://")) {
+            (Some(rest), _) => (false, rest),
+            (None, Some(rest)) => (true, rest),
+            (None, None) => return Err(fail("it does not start with iscsi:// or iser://")),
+        };
         let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
         let (userinfo, hostport) = match authority.rsplit_once('@') {
             Some((u, h)) => (Some(u), h),
@@ -156,6 +162,7 @@ impl std::str::FromStr for IscsiUrl {
             return Err(fail("empty target name"));
         }
         Ok(IscsiUrl {
+            iser,
             host: host.to_owned(),
             port,
             target: target.map(str::to_owned),
@@ -186,12 +193,18 @@ mod tests {
         assert_eq!(u.portal(), "[fe80::1]:3260");
         assert_eq!(u.to_string(), "iscsi://u@[fe80::1]:3260/iqn.a:b/0");
         assert!(!format!("{u:?}").contains("p%q"));
+        assert!(!u.iser);
+        let u: IscsiUrl = "iser://192.0.2.1/iqn.a:b/2".parse().unwrap();
+        assert!(u.iser);
+        assert_eq!((u.portal().as_str(), u.lun), ("192.0.2.1:3260", 2));
+        assert_eq!(u.to_string(), "iser://192.0.2.1:3260/iqn.a:b/2");
     }
 
     #[test]
     fn refuses_bad_ones_without_leaking_the_password() {
         for bad in [
             "http://h/iqn.a:b/0",
+            "iser:/h/iqn.a:b/0",
             "iscsi:///iqn.a:b/0",
             "iscsi://h:x/iqn.a:b/0",
             "iscsi://h/iqn.a:b/70000",

@@ -673,7 +673,7 @@ impl<B: BlockBackend, D: Datamover> Ffp<'_, B, D> {
 
     fn send_targets(&self, query: &SendTargetsQuery) -> Bytes {
         let initiator = self.nexus.initiator_name();
-        let addresses: Vec<(String, u16)> = self
+        let mut addresses: Vec<(String, u16)> = self
             .shared
             .portals
             .iter()
@@ -689,6 +689,12 @@ impl<B: BlockBackend, D: Datamover> Ffp<'_, B, D> {
                 (p.to_string(), self.shared.cfg.portal_group_tag)
             })
             .collect();
+        // A target without TCP portals (iSER only) announces where this connection arrived.
+        if addresses.is_empty()
+            && let Some(l) = self.local
+        {
+            addresses.push((l.to_string(), self.shared.cfg.portal_group_tag));
+        }
         let current = self.node.map(|n| self.shared.nodes[n].name.as_str());
         let records: Vec<TargetRecord> = self
             .shared

@@ -349,6 +349,22 @@ impl From<TargetError> for io::Error {
     }
 }
 
+/// Checks target names and CHAP settings.
+fn check_nodes<B: BlockBackend>(nodes: &[TargetNode<B>]) -> Result<(), TargetError> {
+    for (i, n) in nodes.iter().enumerate() {
+        if !iscsi_proto::target::is_iscsi_name(&n.name) {
+            return Err(TargetError::BadName(n.name.clone()));
+        }
+        if nodes[..i].iter().any(|m| m.name == n.name) {
+            return Err(TargetError::DuplicateName(n.name.clone()));
+        }
+        n.auth
+            .validate()
+            .map_err(|e| TargetError::Auth(n.name.clone(), e.to_string()))?;
+    }
+    Ok(())
+}
+
 impl<B: BlockBackend> Target<B> {
     /// Checks the configuration and binds every portal (port 0 picks a free port: see
     /// [`Target::local_addrs`]).
@@ -360,17 +376,7 @@ impl<B: BlockBackend> Target<B> {
         if portals.is_empty() {
             return Err(TargetError::NoPortal);
         }
-        for (i, n) in nodes.iter().enumerate() {
-            if !iscsi_proto::target::is_iscsi_name(&n.name) {
-                return Err(TargetError::BadName(n.name.clone()));
-            }
-            if nodes[..i].iter().any(|m| m.name == n.name) {
-                return Err(TargetError::DuplicateName(n.name.clone()));
-            }
-            n.auth
-                .validate()
-                .map_err(|e| TargetError::Auth(n.name.clone(), e.to_string()))?;
-        }
+        check_nodes(&nodes)?;
         let mut listeners = Vec::new();
         let mut addrs = Vec::new();
         for p in portals {
@@ -380,21 +386,38 @@ impl<B: BlockBackend> Target<B> {
             addrs.push(l.local_addr().map_err(|e| TargetError::Bind(*p, e))?);
             listeners.push(l);
         }
+        Ok(Self::assemble(cfg, nodes, addrs, listeners))
+    }
+
+    /// Checks the configuration; the target has no TCP portal and serves the connections of
+    /// the acceptors added with [`Target::add_acceptor`] (iSER only). [`Target::run`] fails
+    /// with [`TargetError::NoPortal`] if none was added.
+    pub fn without_tcp(cfg: TargetConfig, nodes: Vec<TargetNode<B>>) -> Result<Self, TargetError> {
+        check_nodes(&nodes)?;
+        Ok(Self::assemble(cfg, nodes, Vec::new(), Vec::new()))
+    }
+
+    fn assemble(
+        cfg: TargetConfig,
+        nodes: Vec<TargetNode<B>>,
+        portals: Vec<SocketAddr>,
+        listeners: Vec<TcpListener>,
+    ) -> Self {
         let (tx, rx) = watch::channel(false);
         let shared = Arc::new(Shared {
             cfg,
             nodes,
-            portals: addrs,
+            portals,
             registry: Registry::default(),
             shutdown: rx,
             next_conn_id: std::sync::atomic::AtomicU64::new(1),
         });
-        Ok(Target {
+        Target {
             shared,
             listeners,
             acceptors: Vec::new(),
             stop: Arc::new(tx),
-        })
+        }
     }
 
     /// Serves the connections of `acceptor` too (iSER), with the same nodes, limits and
@@ -430,6 +453,9 @@ impl<B: BlockBackend> Target<B> {
 
     /// Accepts and serves connections until shut down.
     pub async fn run(self) -> io::Result<()> {
+        if self.listeners.is_empty() && self.acceptors.is_empty() {
+            return Err(TargetError::NoPortal.into());
+        }
         let mut tasks = tokio::task::JoinSet::new();
         for l in self.listeners {
             tasks.spawn(acceptor_loop(TcpAcceptor(l), self.shared.clone()));
