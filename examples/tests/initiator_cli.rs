@@ -419,7 +419,7 @@ fn usage_and_runtime_errors_are_one_line() {
     fails(
         &["copy", "a.bin", "b.bin"],
         2,
-        "one local file and one iscsi:// URL",
+        "one local file and one iscsi:// or iser:// URL",
     );
     let past = LUN_BLOCKS.to_string();
     fails(

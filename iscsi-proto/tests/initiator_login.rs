@@ -316,3 +316,35 @@ fn the_chap_response_asks_to_move_on() {
         assert_eq!(security_requests, 3, "mutual={mutual}");
     }
 }
+
+/// Without CHAP the first request already asks to leave the security stage (T=1, NSG=1) and
+/// no security-stage request ever goes out empty: Linux LIO refuses an empty one ("zero
+/// length security payload", 0201), which the T=0 first request used to lead to.
+#[test]
+fn without_chap_the_first_request_leaves_the_security_stage() {
+    let (mut t, mut host) = target(TargetAuthConfig::default());
+    let mut i = initiator(SessionType::Normal, None);
+    let mut req = i.start();
+    assert!(req.transit, "T=1 in the first request");
+    assert_eq!(
+        (req.csg, req.nsg),
+        (
+            iscsi_proto::pdu::Stage::Security,
+            iscsi_proto::pdu::Stage::Operational
+        )
+    );
+    loop {
+        assert!(
+            req.csg != iscsi_proto::pdu::Stage::Security || !req.data.is_empty(),
+            "an empty security-stage request"
+        );
+        let resp: LoginResponse = match t.handle(&req, &mut host) {
+            LoginStep::Continue(r) | LoginStep::Complete(r) | LoginStep::Failed(r, _) => r,
+        };
+        match i.handle(&resp).expect("login goes on") {
+            InitiatorStep::Send(next) => req = next,
+            InitiatorStep::Complete(_) => break,
+            other => panic!("{other:?}"),
+        }
+    }
+}

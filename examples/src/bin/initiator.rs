@@ -351,7 +351,7 @@ async fn run(cli: Cli) -> Res<()> {
                 (true, false) => job(&src, &dst, false),
                 _ => {
                     return Err(usage(
-                        "copy needs one local file and one iscsi:// URL (copy FILE URL uploads, \
+                        "copy needs one local file and one iscsi:// or iser:// URL (copy FILE URL uploads, \
                          copy URL FILE downloads)",
                     ));
                 }
@@ -380,8 +380,10 @@ async fn run(cli: Cli) -> Res<()> {
 }
 
 fn is_url(s: &str) -> bool {
-    s.get(..8)
-        .is_some_and(|p| p.eq_ignore_ascii_case("iscsi://"))
+    ["iscsi://", "iser://"].iter().any(|scheme| {
+        s.get(..scheme.len())
+            .is_some_and(|p| p.eq_ignore_ascii_case(scheme))
+    })
 }
 
 // ---------------------------------------------------------------------------------------------

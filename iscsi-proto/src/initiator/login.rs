@@ -206,9 +206,14 @@ impl InitiatorLogin {
     /// The first Login request: names, session type and AuthMethod in the security stage.
     pub fn start(&mut self) -> LoginRequest {
         self.negotiator.set_stage(TextStage::Security);
+        // Without CHAP there is nothing to wait for: the first request asks to leave the
+        // security stage (T=1), as libiscsi and open-iscsi do. Waiting for the target's
+        // AuthMethod would need a second security-stage request with nothing in it, which
+        // LIO refuses ("zero length security payload", status 0201). Read before `start`,
+        // which moves the authenticator on.
+        let transit = self.auth.is_done();
         let mut keys = self.negotiator.offer();
         keys.extend(self.auth.start());
-        let transit = self.auth.is_done();
         self.request(keys, transit)
     }
 
