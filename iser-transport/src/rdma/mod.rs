@@ -1,6 +1,6 @@
 //! The RDMA backend of [`Verbs`] (cargo feature `rdma`): real adapters and soft-RoCE through
 //! `sideway` (protection domains, memory regions, completion queues, reliable-connected queue
-//! pairs, posting and polling) and librdmacm for connections ([`cm`]: `sideway` has no CM
+//! pairs, posting and polling) and librdmacm for connections (module `cm`: `sideway` has no CM
 //! private data, which iSER's CM header needs). Both libraries are loaded at run time:
 //! a binary built with this feature starts on a machine without them and fails with a clear
 //! error when it tries to connect.
@@ -18,11 +18,11 @@
 //! error). A buffer the adapter may touch is owned by the endpoint, so safe code cannot
 //! reach it; dropping the endpoint destroys the queue pair before it frees any buffer.
 //!
-//! Everything here is `unsafe`-free except [`cm`] and the few raw calls marked below
+//! Everything here is `unsafe`-free except module `cm` and the few raw calls marked below
 //! (memory registration, arming the completion queue); this module is the only place of
 //! the project allowed `unsafe` code.
 
-pub mod cm;
+mod cm;
 
 use std::collections::{HashMap, VecDeque};
 use std::future::poll_fn;
@@ -180,8 +180,13 @@ fn register(
     // SAFETY: `part` is valid for its length; every caller keeps the vector it belongs to
     // (without touching it) for as long as the returned registration lives, and drops the
     // registration before giving the vector back.
-    unsafe { pd.reg_mr(part.as_ptr() as usize, part.len(), access) }
-        .map_err(|e| verbs_err("ibv_reg_mr", e))
+    unsafe { pd.reg_mr(part.as_ptr() as usize, part.len(), access) }.map_err(|e| {
+        verbs_err(
+            "ibv_reg_mr (registration pins memory: the locked-memory limit, `ulimit -l`, \
+                 must allow it)",
+            e,
+        )
+    })
 }
 
 /// Devices opened by this process, by name (one context per device, shared by connections).
