@@ -42,6 +42,12 @@ impl AsRawFd for BorrowedFd {
 /// # Safety
 /// `fd` must stay open (and the same open file) until the returned `AsyncFd` is dropped.
 pub(crate) unsafe fn watch(fd: RawFd) -> io::Result<AsyncFd<BorrowedFd>> {
+    // Registering outside a runtime panics: say so as an error instead.
+    if tokio::runtime::Handle::try_current().is_err() {
+        return Err(io::Error::other(
+            "RDMA connections must be made inside a tokio runtime with IO enabled",
+        ));
+    }
     // SAFETY: the caller keeps `fd` open for the lifetime of the registration.
     unsafe { AsyncFd::register(BorrowedFd(fd)) }.map_err(|e| e.into_parts().1)
 }

@@ -11,6 +11,10 @@
 //! the attributes RDMA-CM computes. Completions are awaited through tokio on the completion
 //! channel's descriptor; connection events (the peer disconnecting) on the CM channel's.
 //!
+//! Transports: InfiniBand and RoCE (soft-RoCE included). iWARP devices are not supported
+//! yet: with a queue pair the application manages they end the connect with ESTABLISHED
+//! instead of CONNECT_RESPONSE, which this backend does not take.
+//!
 //! Memory: message buffers ([`RdmaMsg`]) are registered once, when made. Task buffers are
 //! the caller's `Vec<u8>`s, registered while the adapter may touch them: for the length of
 //! an RDMA Write or Read we post, or between [`Verbs::expose`] and [`Verbs::revoke`]
@@ -27,14 +31,16 @@ mod cm;
 use std::collections::{HashMap, VecDeque};
 use std::future::poll_fn;
 use std::io;
+use std::mem::ManuallyDrop;
 use std::net::SocketAddr;
 use std::ops::Range;
+use std::panic::AssertUnwindSafe;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::task::Poll;
 use std::time::Duration;
 
 use iscsi_proto::datamover::DataBuffer;
-use rdma_mummy_sys::{ibv_qp_state, ibv_wc_status};
+use rdma_mummy_sys::{ibv_qp_attr_mask, ibv_qp_state, ibv_wc_status};
 use sideway::ibverbs::AccessFlags;
 use sideway::ibverbs::completion::{
     BasicCompletionQueue, CompletionChannel, CompletionQueue, GenericCompletionQueue,
@@ -177,9 +183,13 @@ fn register(
             buf.len()
         )));
     };
-    // SAFETY: `part` is valid for its length; every caller keeps the vector it belongs to
-    // (without touching it) for as long as the returned registration lives, and drops the
-    // registration before giving the vector back.
+    // SAFETY: `part` is valid for its length, and its vector outlives the registration (every
+    // owner declares the registration first, so it is dropped first). The adapter touches
+    // registered memory only while a work request on it is posted or while it is exposed to
+    // the peer, and the endpoint owns the buffer for exactly that long: task buffers are
+    // registered only for that time; a message buffer stays registered (local write only)
+    // for its life, and safe code may use it between work requests, when the adapter
+    // does not.
     unsafe { pd.reg_mr(part.as_ptr() as usize, part.len(), access) }.map_err(|e| {
         verbs_err(
             "ibv_reg_mr (registration pins memory: the locked-memory limit, `ulimit -l`, \
@@ -190,12 +200,14 @@ fn register(
 }
 
 /// Devices opened by this process, by name (one context per device, shared by connections).
-fn device(name: &str) -> Result<Arc<DeviceContext>, RdmaError> {
+fn devices() -> &'static Mutex<HashMap<String, Arc<DeviceContext>>> {
     static OPEN: OnceLock<Mutex<HashMap<String, Arc<DeviceContext>>>> = OnceLock::new();
-    let mut open = OPEN
-        .get_or_init(Mutex::default)
-        .lock()
-        .unwrap_or_else(|e| e.into_inner());
+    OPEN.get_or_init(Mutex::default)
+}
+
+/// The open context of the device `name` (opened on first use).
+fn device(name: &str) -> Result<Arc<DeviceContext>, RdmaError> {
+    let mut open = devices().lock().unwrap_or_else(|e| e.into_inner());
     if let Some(ctx) = open.get(name) {
         return Ok(ctx.clone());
     }
@@ -210,6 +222,14 @@ fn device(name: &str) -> Result<Arc<DeviceContext>, RdmaError> {
     Ok(ctx)
 }
 
+/// Forgets the context of `name` (the device went away: the next use opens it again).
+fn forget_device(name: &str) {
+    devices()
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .remove(name);
+}
+
 /// One RDMA connection: the verbs iSER needs (see the module documentation).
 pub struct RdmaEndpoint {
     // Drop order (declaration order): stop the reactor watching the completion channel,
@@ -217,7 +237,8 @@ pub struct RdmaEndpoint {
     // registrations, then the completion queue, its channel, the protection domain, and
     // last the RDMA-CM identifier.
     cq_fd: AsyncFd<BorrowedFd>,
-    qp: BasicQueuePair,
+    /// Destroyed by hand in `Drop`, before anything else (see there).
+    qp: ManuallyDrop<BasicQueuePair>,
     posted: HashMap<u64, InUse>,
     exposed: HashMap<u32, InUse>,
     ready: VecDeque<Completion<RdmaMsg, Vec<u8>>>,
@@ -227,8 +248,13 @@ pub struct RdmaEndpoint {
     id: Arc<CmId>,
     /// The completion queue is armed (a notification will come for the next completion).
     armed: bool,
-    /// The connection is over (disconnected by either side, or failed).
+    /// The queue pair was put in the error state (or failed on its own): nothing more moves
+    /// and what is posted completes (flushed).
     closed: bool,
+    /// Putting the queue pair in the error state failed: nothing will flush what is posted.
+    stuck: Option<String>,
+    /// `rdma_disconnect` was called (the peer is told, or answered).
+    cm_disconnected: bool,
     peer: Option<SocketAddr>,
     /// RDMA Reads the device serves and issues at once on one queue pair.
     read_caps: (u8, u8),
@@ -255,7 +281,13 @@ fn build(
     let name = id
         .device_name()
         .ok_or_else(|| RdmaError::Device("RDMA-CM bound no device".into()))?;
-    let ctx = device(&name)?;
+    let mut ctx = device(&name)?;
+    // A context kept from before the device was removed and added again is dead: open it
+    // afresh once.
+    if ctx.query_device().is_err() {
+        forget_device(&name);
+        ctx = device(&name)?;
+    }
     let read_caps = ctx
         .query_device()
         .map(|a| {
@@ -289,7 +321,7 @@ fn build(
         .setup_recv_cq(GenericCompletionQueue::from(cq.clone()))
         .build()
         .map_err(|e| verbs_err("ibv_create_qp", e))?;
-    modify(&id, &mut qp, ibv_qp_state::IBV_QPS_INIT)?;
+    modify(&id, &mut qp, ibv_qp_state::IBV_QPS_INIT, (0, 0))?;
     let raw_fd = std::os::fd::AsRawFd::as_raw_fd(&*channel);
     // SAFETY: the endpoint declares `cq_fd` first, so it is dropped before `channel` (and
     // the completion queue, whose holds on the channel end with it) closes the descriptor.
@@ -299,7 +331,7 @@ fn build(
     })?;
     Ok(RdmaEndpoint {
         cq_fd,
-        qp,
+        qp: ManuallyDrop::new(qp),
         posted: HashMap::new(),
         exposed: HashMap::new(),
         ready: VecDeque::new(),
@@ -309,6 +341,8 @@ fn build(
         id,
         armed: false,
         closed: false,
+        stuck: None,
+        cm_disconnected: false,
         peer,
         read_caps,
     })
@@ -316,13 +350,32 @@ fn build(
 
 /// Moves `qp` to `state` with the attributes RDMA-CM computed for the connection. In INIT
 /// the queue pair also admits remote reads and writes (the memory regions decide what the
-/// peer may really touch; RDMA-CM leaves remote read out before the connection exists).
-fn modify(id: &CmId, qp: &mut BasicQueuePair, state: u32) -> Result<(), RdmaError> {
-    let (mut attr, mask) = id.qp_attr(state)?;
-    if state == ibv_qp_state::IBV_QPS_INIT {
-        attr.qp_access_flags =
-            (AccessFlags::LocalWrite | AccessFlags::RemoteWrite | AccessFlags::RemoteRead).bits()
-                as u32;
+/// peer may really touch; RDMA-CM leaves remote read out before the connection exists). In
+/// RTR and RTS the RDMA Read depths are the ones agreed with the peer (`depths`: responder
+/// resources, initiator depth), as librdmacm sets them: before `rdma_accept` RDMA-CM only
+/// knows what the request asked.
+fn modify(
+    id: &CmId,
+    qp: &mut BasicQueuePair,
+    state: u32,
+    depths: (u8, u8),
+) -> Result<(), RdmaError> {
+    let (mut attr, mut mask) = id.qp_attr(state)?;
+    match state {
+        ibv_qp_state::IBV_QPS_INIT => {
+            attr.qp_access_flags =
+                (AccessFlags::LocalWrite | AccessFlags::RemoteWrite | AccessFlags::RemoteRead)
+                    .bits() as u32;
+        }
+        ibv_qp_state::IBV_QPS_RTR => {
+            attr.max_dest_rd_atomic = depths.0;
+            mask |= ibv_qp_attr_mask::IBV_QP_MAX_DEST_RD_ATOMIC.0 as i32;
+        }
+        ibv_qp_state::IBV_QPS_RTS => {
+            attr.max_rd_atomic = depths.1;
+            mask |= ibv_qp_attr_mask::IBV_QP_MAX_QP_RD_ATOMIC.0 as i32;
+        }
+        _ => {}
     }
     qp.modify(&QueuePairAttribute::from(&attr, mask))
         .map_err(|e| verbs_err("ibv_modify_qp", e))
@@ -368,16 +421,19 @@ impl RdmaEndpoint {
                 return Err(verbs_err("ibv_poll_cq", e));
             }
         };
+        let mut failed = false;
         for wc in poller.by_ref() {
             let wr_id = wc.wr_id();
-            let Some(done) = self.posted.remove(&wr_id) else {
-                continue;
-            };
             let st = status(wc.status());
             if st != WcStatus::Success {
                 // The queue pair is in the error state: the connection is over.
-                self.closed = true;
+                failed = true;
             }
+            let Some(done) = self.posted.remove(&wr_id) else {
+                // Every request we post is in `posted` until it completes.
+                debug_assert!(false, "a completion for unknown work request {wr_id}");
+                continue;
+            };
             let len = match (st, done.kind) {
                 (WcStatus::Success, WorkKind::Recv) => wc.byte_len() as usize,
                 (WcStatus::Success, _) => done.len,
@@ -392,6 +448,10 @@ impl RdmaEndpoint {
                 len,
                 buf,
             });
+        }
+        drop(poller);
+        if failed {
+            self.close_qp();
         }
         Ok(())
     }
@@ -413,7 +473,9 @@ impl RdmaEndpoint {
             self.closed = true;
             let mut attr = QueuePairAttribute::new();
             attr.setup_state(QueuePairState::Error);
-            let _ = self.qp.modify(&attr);
+            if let Err(e) = self.qp.modify(&attr) {
+                self.stuck = Some(e.to_string());
+            }
         }
     }
 
@@ -668,6 +730,13 @@ impl Verbs for RdmaEndpoint {
             if self.closed && self.posted.is_empty() {
                 return Ok(None);
             }
+            if let Some(why) = &self.stuck {
+                // Nothing will flush what is still posted: give up rather than wait forever.
+                return Err(RdmaError::Verbs {
+                    op: "moving the queue pair to the error state",
+                    detail: why.clone(),
+                });
+            }
             if !self.armed {
                 // Arm, then look again: a completion that came in between raises no
                 // notification.
@@ -704,16 +773,29 @@ impl Verbs for RdmaEndpoint {
     }
 
     fn disconnect(&mut self) {
-        if !self.closed {
+        // The queue pair first (what is posted flushes), then the peer is told (librdmacm's
+        // order for InfiniBand and RoCE); once each.
+        self.close_qp();
+        if !self.cm_disconnected {
+            self.cm_disconnected = true;
             self.id.disconnect();
         }
-        self.close_qp();
     }
 }
 
 impl Drop for RdmaEndpoint {
     fn drop(&mut self) {
         self.disconnect();
+        // The queue pair goes before the buffers it may still write into (`posted`,
+        // `exposed`). sideway panics if destroying it fails; then the adapter may still own
+        // those buffers, so they are leaked rather than freed.
+        // SAFETY: `qp` is never used again (this is `drop`).
+        let qp = unsafe { ManuallyDrop::take(&mut self.qp) };
+        let destroyed = std::panic::catch_unwind(AssertUnwindSafe(move || drop(qp))).is_ok();
+        if !destroyed {
+            std::mem::forget(std::mem::take(&mut self.posted));
+            std::mem::forget(std::mem::take(&mut self.exposed));
+        }
     }
 }
 
@@ -736,8 +818,14 @@ pub async fn connect(
         qp_num: ep.qp.qp_number(),
     };
     let ev = id.connect(&params).await?;
-    modify(&id, &mut ep.qp, ibv_qp_state::IBV_QPS_RTR)?;
-    modify(&id, &mut ep.qp, ibv_qp_state::IBV_QPS_RTS)?;
+    // The response's depths are from our side's point of view (RDMA-CM swaps them): what we
+    // serve and what we may issue, never more than we offered.
+    let depths = (
+        ev.responder_resources.min(resp),
+        ev.initiator_depth.min(init),
+    );
+    modify(&id, &mut ep.qp, ibv_qp_state::IBV_QPS_RTR, depths)?;
+    modify(&id, &mut ep.qp, ibv_qp_state::IBV_QPS_RTS, depths)?;
     id.establish()?;
     Ok((ep, ev.private_data))
 }
@@ -771,6 +859,9 @@ impl RdmaListener {
             let Some(raw) = ev.new_id else {
                 // Nothing else concerns a listener (a device going away ends it below).
                 if ev.kind == rdma_mummy_sys::rdma_cm_event_type::RDMA_CM_EVENT_DEVICE_REMOVAL {
+                    if let Some(name) = self.id.device_name() {
+                        forget_device(&name);
+                    }
                     return Err(RdmaError::Device(
                         "the listener's device was removed".into(),
                     ));
@@ -781,8 +872,8 @@ impl RdmaListener {
             return Ok(RdmaConnectRequest {
                 id: Arc::new(id),
                 private_data: ev.private_data,
-                peer_responder_resources: ev.responder_resources,
-                peer_initiator_depth: ev.initiator_depth,
+                asked_responder_resources: ev.responder_resources,
+                asked_initiator_depth: ev.initiator_depth,
                 cfg: self.cfg.clone(),
                 done: false,
             });
@@ -796,8 +887,10 @@ pub struct RdmaConnectRequest {
     id: Arc<CmId>,
     /// The private data the initiator sent (the iSER CM header, padded by the transport).
     pub private_data: Vec<u8>,
-    peer_responder_resources: u8,
-    peer_initiator_depth: u8,
+    /// The request's RDMA Read depths from our side's point of view (RDMA-CM swaps the
+    /// initiator's): the responder resources and the initiator depth it wants of us.
+    asked_responder_resources: u8,
+    asked_initiator_depth: u8,
     cfg: RdmaConfig,
     done: bool,
 }
@@ -830,18 +923,22 @@ impl RdmaConnectRequest {
                 return Err(e.into());
             }
         };
-        let ready = modify(&self.id, &mut ep.qp, ibv_qp_state::IBV_QPS_RTR)
-            .and_then(|()| modify(&self.id, &mut ep.qp, ibv_qp_state::IBV_QPS_RTS));
+        let (resp, init) = read_depths(&ep, &self.cfg);
+        // Serve at most the reads the initiator will issue, issue at most what it serves.
+        let depths = (
+            resp.min(self.asked_responder_resources),
+            init.min(self.asked_initiator_depth),
+        );
+        let ready = modify(&self.id, &mut ep.qp, ibv_qp_state::IBV_QPS_RTR, depths)
+            .and_then(|()| modify(&self.id, &mut ep.qp, ibv_qp_state::IBV_QPS_RTS, depths));
         if let Err(e) = ready {
             self.id.reject(&[]);
             return Err(e.into());
         }
-        let (resp, init) = read_depths(&ep, &self.cfg);
-        // Serve at most the reads the initiator will issue, issue at most what it serves.
         let params = ConnParams {
             private_data: private_data.to_vec(),
-            responder_resources: resp.min(self.peer_initiator_depth),
-            initiator_depth: init.min(self.peer_responder_resources),
+            responder_resources: depths.0,
+            initiator_depth: depths.1,
             qp_num: ep.qp.qp_number(),
         };
         let user = match setup(ep) {
