@@ -29,31 +29,25 @@ FAILS=0
 cd /tmp || exit 1
 
 note() { echo "$*" | tee -a "$SUMMARY"; }
-# check DESCRIPTION COMMAND...: records PASS or FAIL (the command's output goes to steps.log).
-check() {
-  local what=$1
-  shift
-  echo "--- $what: $*" >>"$R/steps.log"
-  if "$@" >>"$R/steps.log" 2>&1; then
+# step WANT DESCRIPTION COMMAND...: runs the command (output to steps.log) and records PASS
+# when it succeeded (WANT ok) or failed (WANT fail), FAIL otherwise.
+step() {
+  local want=$1 what=$2 ok=fail
+  shift 2
+  echo "--- ($want) $what: $*" >>"$R/steps.log"
+  "$@" >>"$R/steps.log" 2>&1 && ok=ok
+  if [ "$ok" = "$want" ]; then
     note "PASS  $what"
     return 0
   fi
-  note "FAIL  $what"
+  note "FAIL  $what$([ "$want" = fail ] && echo " (it succeeded)")"
   FAILS=$((FAILS + 1))
   return 1
 }
+# check DESCRIPTION COMMAND...: the command must succeed.
+check() { step ok "$@"; }
 # refuse DESCRIPTION COMMAND...: the command must fail.
-refuse() {
-  local what=$1
-  shift
-  echo "--- (must fail) $what: $*" >>"$R/steps.log"
-  if "$@" >>"$R/steps.log" 2>&1; then
-    note "FAIL  $what (it succeeded)"
-    FAILS=$((FAILS + 1))
-    return 1
-  fi
-  note "PASS  $what"
-}
+refuse() { step fail "$@"; }
 finish() {
   echo
   note "lab: $FAILS failed"
