@@ -323,11 +323,12 @@ case $SCEN in *" d "*)
           printf ' %12s' "$2"
         done
         echo
-        set -- ${PERF[ours-tcp/$w]:-0 0}; ot=$1
-        set -- ${PERF[lio-tcp/$w]:-0 0}; lt=$1
-        set -- ${PERF[ours-iser/$w]:-0 0}; oi=$1
-        set -- ${PERF[lio-iser/$w]:-0 0}; li=$1
+        set -- ${PERF[ours-tcp/$w]:-0 0}; ot=$1 otl=$2
+        set -- ${PERF[lio-tcp/$w]:-0 0}; lt=$1 ltl=$2
+        set -- ${PERF[ours-iser/$w]:-0 0}; oi=$1 oil=$2
+        set -- ${PERF[lio-iser/$w]:-0 0}; li=$1 lil=$2
         echo "    IOPS ratios: ours/LIO over TCP $(ratio $ot $lt), over iSER $(ratio $oi $li); iSER/TCP ours $(ratio $oi $ot), LIO $(ratio $li $lt)"
+        echo "    latency ratios: ours/LIO over TCP $(ratio $otl $ltl), over iSER $(ratio $oil $lil); iSER/TCP ours $(ratio $oil $otl), LIO $(ratio $lil $ltl)"
       done
       if [ -n "${BENCH[iscsi]:-}" ]; then
         echo "our initiator -> LIO, 4K random read QD16: TCP ${BENCH[iscsi]} IOPS, iSER ${BENCH[iser]:-?} IOPS"
