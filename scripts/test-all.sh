@@ -11,8 +11,8 @@ log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 status=0
 
-echo "== cargo test --workspace --features iscsi-proto/fuzzing,scsi-core/fuzzing"
-cargo test --workspace --features iscsi-proto/fuzzing,scsi-core/fuzzing 2>&1 | tee "$log"
+echo "== cargo test --workspace --features iscsi-proto/fuzzing,scsi-core/fuzzing,iscsi-iser/fuzzing,iscsi/fuzzing"
+cargo test --workspace --features iscsi-proto/fuzzing,scsi-core/fuzzing,iscsi-iser/fuzzing,iscsi/fuzzing 2>&1 | tee "$log"
 [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
 
 passed=$(grep -Eo 'test result: [a-z]+\. [0-9]+ passed' "$log" | awk '{s+=$4} END {print s+0}')

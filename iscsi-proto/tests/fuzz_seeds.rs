@@ -25,43 +25,13 @@ const TARGETS: &[(&str, Body)] = &[
     ("text", fuzzing::text_negotiation),
     ("target_session", fuzzing::target_session),
     ("initiator_session", fuzzing::initiator_session),
+    ("initiator_login", fuzzing::initiator_login),
 ];
-
-fn inputs(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
-    let Ok(rd) = std::fs::read_dir(dir) else {
-        return Vec::new();
-    };
-    let mut v: Vec<_> = rd
-        .filter_map(Result::ok)
-        .map(|e| e.path())
-        .filter(|p| p.is_file())
-        .map(|p| {
-            let b = std::fs::read(&p).unwrap();
-            (p, b)
-        })
-        .collect();
-    v.sort();
-    v
-}
 
 #[test]
 fn seeds_and_regressions_pass() {
     for (name, body) in TARGETS {
-        let seeds: Vec<_> = inputs(&fuzz_dir().join("corpus").join(name))
-            .into_iter()
-            .filter(|(p, _)| {
-                p.file_name()
-                    .is_some_and(|n| n.to_string_lossy().starts_with("seed-"))
-            })
-            .collect();
-        assert!(!seeds.is_empty(), "no seeds for fuzz target {name}");
-        for (path, data) in seeds
-            .iter()
-            .chain(inputs(&fuzz_dir().join("regressions").join(name)).iter())
-        {
-            eprintln!("{name}: {}", path.display());
-            body(data);
-        }
+        fuzzing::run_seeds_and_regressions(name, body);
     }
 }
 
@@ -167,6 +137,23 @@ fn regenerate_seeds() {
     for (i, (name, data)) in target_session_seeds().iter().enumerate() {
         write("target_session", format!("{i:02}-{name}"), data);
     }
+    // initiator_login: logins answered by the real target (no CHAP, CHAP, mutual CHAP, the
+    // wrong target secret, discovery, a target requiring CHAP, every algorithm list), one
+    // with a corrupted answer, one with free-form answers.
+    for c in [0u8, 1, 2, 3, 4, 8, 9, 10, 0x19, 0x2a, 0x3a, 0x0b] {
+        let mut d = vec![c];
+        d.extend(std::iter::repeat_n(2u8, 8));
+        write("initiator_login", format!("{c:02x}-real-target"), &d);
+    }
+    write(
+        "initiator_login",
+        "0a-corrupted".into(),
+        &[0x0a, 2, 3, 0, 9, 0x20, 2, 2, 2],
+    );
+    let mut free = vec![0u8, 1, 0x81, 0, 0, 1, 14];
+    free.extend_from_slice(b"AuthMethod=None\0");
+    free.extend_from_slice(&[1, 0x87, 0, 0, 1, 0]);
+    write("initiator_login", "00-free-form".into(), &free);
 }
 
 /// Builds `target_session` inputs, operation by operation (the format is documented on

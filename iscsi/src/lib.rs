@@ -36,3 +36,37 @@ pub use iscsi_iser as iser_transport;
 pub use iscsi_proto as proto;
 pub use iscsi_tcp as tcp;
 pub use scsi_core as scsi;
+
+/// Bodies of the cargo-fuzz targets for this crate (`fuzz/fuzz_targets/url.rs`).
+#[cfg(any(fuzzing, feature = "fuzzing"))]
+pub mod fuzzing {
+    use crate::initiator::IscsiUrl;
+
+    /// URL parser: never panics; a URL that parses prints (without its password) as a URL
+    /// that parses to the same fields, and its portal parses back as the same host and port.
+    pub fn url(data: &[u8]) {
+        let Ok(s) = std::str::from_utf8(data) else {
+            return;
+        };
+        let Ok(u) = s.parse::<IscsiUrl>() else {
+            return;
+        };
+        let shown = u.to_string();
+        let again: IscsiUrl = shown
+            .parse()
+            .unwrap_or_else(|e| panic!("{shown:?} (printed from {s:?}) does not parse: {e}"));
+        assert_eq!(again.iser, u.iser);
+        assert_eq!(again.host, u.host);
+        assert_eq!(again.port, u.port);
+        assert_eq!(again.target, u.target);
+        assert_eq!(again.lun, u.lun);
+        assert_eq!(again.user, u.user);
+        assert_eq!(again.password, None, "the password is never printed");
+        if u.password.is_some() {
+            assert!(
+                format!("{u:?}").contains("<hidden>"),
+                "Debug hides the password"
+            );
+        }
+    }
+}

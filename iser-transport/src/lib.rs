@@ -40,6 +40,8 @@
 #![cfg_attr(not(feature = "rdma"), forbid(unsafe_code))]
 #![cfg_attr(feature = "rdma", deny(unsafe_code))]
 
+#[cfg(any(fuzzing, feature = "fuzzing"))]
+pub mod fuzzing;
 pub mod header;
 pub mod loopback;
 pub mod mover;

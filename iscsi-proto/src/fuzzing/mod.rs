@@ -7,6 +7,40 @@ use bytes::{Bytes, BytesMut};
 use crate::pdu::{Digests, Pdu};
 use crate::{Deframer, DeframerConfig};
 
+/// Runs `body` on every seed (`fuzz/corpus/TARGET/seed-*`) and crash regression
+/// (`fuzz/regressions/TARGET/*`) of the fuzz target `target` in this repository, naming each
+/// file on stderr first; panics if the target has no seed. For the `fuzz_seeds` tests of the
+/// crates that hold fuzz target bodies.
+pub fn run_seeds_and_regressions(target: &str, body: impl Fn(&[u8])) {
+    let fuzz = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz");
+    let files = |dir: std::path::PathBuf, seeds_only: bool| {
+        let mut v: Vec<_> = std::fs::read_dir(dir)
+            .into_iter()
+            .flatten()
+            .filter_map(Result::ok)
+            .map(|e| e.path())
+            .filter(|p| p.is_file())
+            .filter(|p| {
+                !seeds_only
+                    || p.file_name()
+                        .is_some_and(|n| n.to_string_lossy().starts_with("seed-"))
+            })
+            .collect();
+        v.sort();
+        v
+    };
+    let seeds = files(fuzz.join("corpus").join(target), true);
+    assert!(!seeds.is_empty(), "no seeds for fuzz target {target}");
+    for path in seeds
+        .iter()
+        .chain(&files(fuzz.join("regressions").join(target), false))
+    {
+        eprintln!("{target}: {}", path.display());
+        let data = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        body(&data);
+    }
+}
+
 fn digests_from(b: u8) -> Digests {
     Digests {
         header: b & 1 != 0,
@@ -197,6 +231,13 @@ impl<'a> Reader<'a> {
 }
 
 mod initiator;
+mod login;
+
+/// The initiator's login under a hostile target: see the `login` fuzzing module for the input
+/// format and the properties checked.
+pub fn initiator_login(data: &[u8]) {
+    login::run(data);
+}
 
 /// The initiator's full feature phase under a hostile target: see the `initiator` fuzzing
 /// module for the input format and the properties checked.

@@ -141,6 +141,14 @@ impl std::str::FromStr for IscsiUrl {
         if host.is_empty() {
             return Err(fail("no host"));
         }
+        if host
+            .chars()
+            .any(|c| c.is_whitespace() || c.is_control() || matches!(c, '[' | ']' | '/' | '@'))
+        {
+            return Err(fail(
+                "the host has characters a host name or address cannot have",
+            ));
+        }
         let port = match port {
             None => DEFAULT_PORT,
             Some(p) => p.parse().map_err(|_| fail("the port is not a number"))?,
@@ -160,6 +168,12 @@ impl std::str::FromStr for IscsiUrl {
         };
         if target.is_some_and(str::is_empty) {
             return Err(fail("empty target name"));
+        }
+        let printable = |t: &str| !t.chars().any(|c| c.is_whitespace() || c.is_control());
+        if !target.is_none_or(printable) || !user.as_deref().is_none_or(printable) {
+            return Err(fail(
+                "the target or user name has spaces or control characters",
+            ));
         }
         Ok(IscsiUrl {
             iser,
@@ -210,6 +224,9 @@ mod tests {
             "iscsi://h/iqn.a:b/70000",
             "iscsi://[::1/iqn.a:b/0",
             "iscsi://@h/t/0",
+            "iscsi://u@st[erc3::1]:3261/t/1",
+            "iscsi://h/iqn a:b/0",
+            "iscsi://h/iqn.a:b\u{1}/0",
         ] {
             assert!(bad.parse::<IscsiUrl>().is_err(), "{bad}");
         }

@@ -1,0 +1,7 @@
+#![no_main]
+//! Fuzz target: see `iscsi_iser::fuzzing::mover` for the input format and the properties
+//! checked.
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| {
+    iscsi_iser::fuzzing::mover(data);
+});
