@@ -227,7 +227,8 @@ pub(crate) async fn serve<B: BlockBackend, D: Datamover>(
     let span = info_span!("conn", id, peer = %peer);
     async move {
         let (done_tx, done_rx) = watch::channel(false);
-        run(shared.clone(), dm, id, local, login_permit, done_rx).await;
+        let ip = super::peer_ip(&peer);
+        run(shared.clone(), dm, id, ip, local, login_permit, done_rx).await;
         shared.registry.close(id);
         // A login reinstating this session waits for this: our tasks are over and the I_T
         // nexus loss is recorded before the new session runs.
@@ -243,6 +244,7 @@ async fn run<B: BlockBackend, D: Datamover>(
     shared: Arc<Shared<B>>,
     mut dm: D,
     id: u64,
+    ip: Option<std::net::IpAddr>,
     local: Option<SocketAddr>,
     login_permit: OwnedSemaphorePermit,
     done: watch::Receiver<bool>,
@@ -314,6 +316,9 @@ async fn run<B: BlockBackend, D: Datamover>(
             }
             LoginStep::Failed(r, e) => {
                 info!(error = %e, "login refused");
+                if r.status == LoginStatus::AUTHENTICATION_FAILURE {
+                    shared.auth_result(ip, false);
+                }
                 if dm.send_control(Pdu::LoginResponse(r)).is_ok() {
                     let _ = timeout_at(Instant::now() + shared.cfg.login_timeout, dm.flush()).await;
                 }
@@ -323,6 +328,7 @@ async fn run<B: BlockBackend, D: Datamover>(
                 if dm.send_control(Pdu::LoginResponse(r)).is_err() {
                     return;
                 }
+                shared.auth_result(ip, true);
                 break;
             }
         }

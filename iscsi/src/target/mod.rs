@@ -24,6 +24,9 @@
 
 mod conn;
 mod registry;
+mod throttle;
+
+pub use throttle::AuthThrottle;
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -185,6 +188,9 @@ pub struct TargetConfig {
     /// cycle), which any initiator on the access list could then do to the others: turn this
     /// off where that matters (they are then answered "function authorization failed").
     pub allow_target_reset: bool,
+    /// Against CHAP secret guessing: how failed authentications from one address block its
+    /// next connections for a while (see [`AuthThrottle`]).
+    pub auth_throttle: AuthThrottle,
 }
 
 impl Default for TargetConfig {
@@ -211,6 +217,7 @@ impl Default for TargetConfig {
             shutdown_grace: Duration::from_secs(5),
             max_logins_in_progress: 256,
             allow_target_reset: true,
+            auth_throttle: AuthThrottle::default(),
         }
     }
 }
@@ -247,6 +254,8 @@ pub(crate) struct Shared<B> {
     /// Connection ids, unique across every portal and acceptor (the registry is keyed by
     /// them).
     pub(crate) next_conn_id: std::sync::atomic::AtomicU64,
+    /// Failed authentications per source address.
+    pub(crate) throttle: std::sync::Mutex<throttle::Throttle>,
 }
 
 impl<B> Shared<B> {
@@ -254,6 +263,35 @@ impl<B> Shared<B> {
         self.next_conn_id
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
     }
+
+    fn throttle(&self) -> std::sync::MutexGuard<'_, throttle::Throttle> {
+        self.throttle.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Whether connections from `ip` are refused for now (too many failed authentications).
+    pub(crate) fn auth_blocked(&self, ip: Option<std::net::IpAddr>) -> bool {
+        ip.is_some_and(|ip| {
+            self.throttle()
+                .blocked(&self.cfg.auth_throttle, ip, tokio::time::Instant::now())
+        })
+    }
+
+    /// Records a failed (`false`) or successful authentication from `ip`.
+    pub(crate) fn auth_result(&self, ip: Option<std::net::IpAddr>, ok: bool) {
+        let Some(ip) = ip else { return };
+        let mut t = self.throttle();
+        if ok {
+            t.succeeded(ip);
+        } else {
+            t.failed(&self.cfg.auth_throttle, ip, tokio::time::Instant::now());
+        }
+    }
+}
+
+/// The IP address in a connection's peer description (`ADDR:PORT` or `iser:ADDR:PORT`).
+pub(crate) fn peer_ip(peer: &str) -> Option<std::net::IpAddr> {
+    let addr = peer.strip_prefix("iser:").unwrap_or(peer);
+    addr.parse::<SocketAddr>().ok().map(|a| a.ip())
 }
 
 /// Stops a running [`Target`]: initiators are asked to log out, in-flight commands finish,
@@ -411,6 +449,7 @@ impl<B: BlockBackend> Target<B> {
             registry: Registry::default(),
             shutdown: rx,
             next_conn_id: std::sync::atomic::AtomicU64::new(1),
+            throttle: std::sync::Mutex::default(),
         });
         Target {
             shared,
@@ -486,6 +525,10 @@ async fn acceptor_loop<B: BlockBackend, A: Acceptor>(mut a: A, shared: Arc<Share
         tokio::select! {
             r = a.accept() => match r {
                 Some(Ok(c)) => {
+                    if shared.auth_blocked(peer_ip(&c.peer)) {
+                        warn!(peer = %c.peer, "too many failed authentications from this address: connection closed");
+                        continue;
+                    }
                     let Ok(permit) = logins.clone().try_acquire_owned() else {
                         warn!(peer = %c.peer, "too many logins in progress: connection closed");
                         continue;
