@@ -75,15 +75,15 @@ impl Throttle {
         if policy.free_failures == 0 {
             return;
         }
-        if !self.records.contains_key(&ip) && self.records.len() >= MAX_ADDRESSES {
-            if let Some(quiet) = self
+        if !self.records.contains_key(&ip)
+            && self.records.len() >= MAX_ADDRESSES
+            && let Some(quiet) = self
                 .records
                 .iter()
                 .min_by_key(|(_, r)| r.last)
                 .map(|(a, _)| *a)
-            {
-                self.records.remove(&quiet);
-            }
+        {
+            self.records.remove(&quiet);
         }
         let r = self.records.entry(ip).or_insert(Record {
             failures: 0,
