@@ -29,12 +29,14 @@ fn config(portal: &str, secret: &str) -> InitiatorConfig {
 #[tokio::test]
 async fn chap_guessing_is_throttled_per_address() {
     within(Duration::from_secs(60), "test", async {
-        let mut cfg = TargetConfig::default();
-        cfg.auth_throttle = AuthThrottle {
-            free_failures: 3,
-            window: Duration::from_secs(30),
-            first_block: Duration::from_millis(400),
-            max_block: Duration::from_secs(2),
+        let cfg = TargetConfig {
+            auth_throttle: AuthThrottle {
+                free_failures: 3,
+                window: Duration::from_secs(30),
+                first_block: Duration::from_millis(400),
+                max_block: Duration::from_secs(2),
+            },
+            ..TargetConfig::default()
         };
         let t = start(cfg, vec![disk(TARGET, 1 << 20).chap("alice", SECRET)]).await;
         let portal = t.addr.to_string();
