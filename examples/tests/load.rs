@@ -165,3 +165,58 @@ async fn a_thousand_sessions_doing_io() {
     assert!(per_idle < 256.0, "{per_idle:.1} KiB per idle session");
     assert!(per_busy < 1024.0, "{per_busy:.1} KiB per busy session");
 }
+
+/// CHAP secrets never reach the target's logs, even at trace level: one login with the right
+/// secrets (mutual CHAP), one with a wrong secret.
+#[test]
+fn chap_secrets_never_reach_the_logs() {
+    const SECRET: &str = "s3cret-alice-0123";
+    const TARGET_SECRET: &str = "s3cret-target-4567";
+    const WRONG: &str = "s3cret-wrong-8901";
+    let log = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("secrets-target.log");
+    let target = TargetProcess::start_with_env(
+        std::path::Path::new(env!("CARGO_BIN_EXE_target")),
+        &[
+            "--listen",
+            "127.0.0.1:0",
+            "--iqn",
+            IQN,
+            "--lun",
+            "ram:1MiB",
+            "--chap",
+            &format!("alice:{SECRET}"),
+            "--mutual-chap",
+            &format!("bob:{TARGET_SECRET}"),
+        ],
+        &[("RUST_LOG", "trace")],
+        1,
+        log.clone(),
+    );
+    let portal = target.urls[0].portal_url();
+    let portal = portal.trim_start_matches("iscsi://");
+    let initiator = |secret: &str| {
+        support::peer::run_with_timeout(
+            std::process::Command::new(env!("CARGO_BIN_EXE_initiator")).args([
+                "inquiry",
+                &format!("iscsi://alice%{secret}@{portal}/{IQN}/0"),
+                "--mutual-chap",
+                &format!("bob%{TARGET_SECRET}"),
+            ]),
+            Duration::from_secs(60),
+        )
+    };
+    let ok = initiator(SECRET);
+    assert!(ok.success(), "the right secrets log in: {}", ok.describe());
+    let refused = initiator(WRONG);
+    assert!(!refused.success(), "a wrong secret is refused");
+    drop(target);
+    let text = std::fs::read_to_string(&log).expect("target log");
+    assert!(
+        text.contains("logged in") && text.contains("login refused"),
+        "the log holds both logins (trace level): {}",
+        support::peer::tail_lines(&text, 20)
+    );
+    for s in [SECRET, TARGET_SECRET, WRONG] {
+        assert!(!text.contains(s), "a secret is in the target's log");
+    }
+}

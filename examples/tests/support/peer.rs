@@ -197,10 +197,22 @@ impl TargetProcess {
     /// starting with `iscsi://`. Standard error goes to `log`. Panics if the process exits or
     /// the URLs do not come.
     pub fn start(bin: &Path, args: &[&str], expected_urls: usize, log: PathBuf) -> Self {
+        Self::start_with_env(bin, args, &[], expected_urls, log)
+    }
+
+    /// [`TargetProcess::start`] with environment variables added.
+    pub fn start_with_env(
+        bin: &Path,
+        args: &[&str],
+        env: &[(&str, &str)],
+        expected_urls: usize,
+        log: PathBuf,
+    ) -> Self {
         let log_file =
             File::create(&log).unwrap_or_else(|e| panic!("create {}: {e}", log.display()));
         let mut child = Command::new(bin)
             .args(args)
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(log_file)
