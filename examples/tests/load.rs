@@ -39,6 +39,20 @@ fn memory_kib(pid: u32) -> (u64, u64) {
     (field("VmRSS:"), field("VmHWM:"))
 }
 
+/// The target example on 127.0.0.1 (a free port) with `IQN`, a RAM LUN of `lun` and `more`
+/// arguments; its log (stderr) in the test directory as `log`.
+fn target(lun: &str, more: &[&str], env: &[(&str, &str)], log: &str) -> TargetProcess {
+    let mut args = vec!["--listen", "127.0.0.1:0", "--iqn", IQN, "--lun", lun];
+    args.extend_from_slice(more);
+    TargetProcess::start_with_env(
+        std::path::Path::new(env!("CARGO_BIN_EXE_target")),
+        &args,
+        env,
+        1,
+        PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(log),
+    )
+}
+
 /// The open-file limit must hold one socket per session on each side (both ends run on this
 /// machine) and some.
 fn enough_descriptors() -> bool {
@@ -58,22 +72,12 @@ async fn a_thousand_sessions_doing_io() {
         "the open-file limit (ulimit -n) is below {}: raise it to run this test",
         SESSIONS + 256
     );
-    let log = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("load-target.log");
     let lun_blocks = SESSIONS * PER_SESSION;
-    let mut target = TargetProcess::start(
-        std::path::Path::new(env!("CARGO_BIN_EXE_target")),
-        &[
-            "--listen",
-            "127.0.0.1:0",
-            "--iqn",
-            IQN,
-            "--lun",
-            &format!("ram:{}", lun_blocks * BLOCK),
-            "--max-sessions",
-            "2000",
-        ],
-        1,
-        log,
+    let mut target = target(
+        &format!("ram:{}", lun_blocks * BLOCK),
+        &["--max-sessions", "2000"],
+        &[],
+        "load-target.log",
     );
     let pid = target.pid();
     let portal = target.urls[0].portal_url();
@@ -173,25 +177,14 @@ fn chap_secrets_never_reach_the_logs() {
     const SECRET: &str = "s3cret-alice-0123";
     const TARGET_SECRET: &str = "s3cret-target-4567";
     const WRONG: &str = "s3cret-wrong-8901";
-    let log = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("secrets-target.log");
-    let target = TargetProcess::start_with_env(
-        std::path::Path::new(env!("CARGO_BIN_EXE_target")),
-        &[
-            "--listen",
-            "127.0.0.1:0",
-            "--iqn",
-            IQN,
-            "--lun",
-            "ram:1MiB",
-            "--chap",
-            &format!("alice:{SECRET}"),
-            "--mutual-chap",
-            &format!("bob:{TARGET_SECRET}"),
-        ],
+    let (chap, mutual) = (format!("alice:{SECRET}"), format!("bob:{TARGET_SECRET}"));
+    let target = target(
+        "ram:1MiB",
+        &["--chap", &chap, "--mutual-chap", &mutual],
         &[("RUST_LOG", "trace")],
-        1,
-        log.clone(),
+        "secrets-target.log",
     );
+    let log = target.log.clone();
     let portal = target.urls[0].portal_url();
     let portal = portal.trim_start_matches("iscsi://");
     let initiator = |secret: &str| {
