@@ -110,7 +110,7 @@ async fn acknowledged_durable_writes_survive_a_kill_9() {
                     for i in 0..BLOCKS_PER_WRITER {
                         let block = w * BLOCKS_PER_WRITER + i;
                         let data = image(block, generation);
-                        if (block + generation) % 3 == 0 {
+                        if (block + generation).is_multiple_of(3) {
                             if s.write_fua(block, data).await.is_err() {
                                 return;
                             }
