@@ -264,25 +264,27 @@ impl Deframer {
             Err(_) => return Ok(None),
         };
         let l = layout(&h, self.config.digests);
-        if h.data_segment_len > self.config.max_data_segment_len {
-            // Check the header digest first when we have it: a corrupt length field must not
-            // be mistaken for a peer's protocol error.
-            if self.config.digests.header {
-                let ahs_end = BHS_LEN + h.ahs_len();
-                if self.buf.len() < ahs_end + 4 {
-                    return Ok(None);
-                }
-                let computed = crc32c(&self.buf[..ahs_end]);
-                let received = read_crc(&self.buf[ahs_end..ahs_end + 4]);
-                if computed != received {
-                    let raw_header = Bytes::copy_from_slice(&self.buf[..ahs_end]);
-                    return Err(self.fail(FrameError {
-                        error: PduError::HeaderDigest { computed, received },
-                        header: Some(h),
-                        raw_header,
-                    }));
-                }
+        let too_long = h.data_segment_len > self.config.max_data_segment_len;
+        if self.config.digests.header && (too_long || self.buf.len() < l.total) {
+            // Check the header digest as soon as it is in: a corrupt length field must not be
+            // mistaken for a peer's protocol error, nor leave us waiting for bytes that will
+            // never come.
+            let ahs_end = BHS_LEN + h.ahs_len();
+            if self.buf.len() < ahs_end + 4 {
+                return Ok(None);
             }
+            let computed = crc32c(&self.buf[..ahs_end]);
+            let received = read_crc(&self.buf[ahs_end..ahs_end + 4]);
+            if computed != received {
+                let raw_header = Bytes::copy_from_slice(&self.buf[..ahs_end]);
+                return Err(self.fail(FrameError {
+                    error: PduError::HeaderDigest { computed, received },
+                    header: Some(h),
+                    raw_header,
+                }));
+            }
+        }
+        if too_long {
             let raw_len = (BHS_LEN + h.ahs_len()).min(self.buf.len());
             let raw_header = Bytes::copy_from_slice(&self.buf[..raw_len]);
             self.skip = l.total;
@@ -462,6 +464,31 @@ mod tests {
         assert!(e.is_fatal());
         d.feed(&wire);
         assert!(d.next_frame().is_err());
+    }
+
+    #[test]
+    fn corrupt_length_is_caught_before_the_data_arrives() {
+        let digests = Digests {
+            header: true,
+            data: true,
+        };
+        let mut wire = BytesMut::new();
+        nop(b"abcd").encode(&mut wire, digests).unwrap();
+        nop(&[9; 64]).encode(&mut wire, digests).unwrap();
+        // TotalAHSLength and DataSegmentLength grown by a bit flip: the bytes they promise
+        // are not all in (and may never come), but the header digest already tells.
+        for (byte, mask) in [(4, 0x10), (6, 0x01), (7, 0x80)] {
+            let mut bad = wire.clone();
+            bad[byte] ^= mask;
+            let mut d = Deframer::new(DeframerConfig {
+                digests,
+                max_data_segment_len: 1 << 20,
+            });
+            d.feed(&bad);
+            let e = d.next_frame().unwrap_err();
+            assert!(matches!(e.error, PduError::HeaderDigest { .. }), "{e}");
+            assert!(e.is_fatal());
+        }
     }
 
     #[test]

@@ -1165,6 +1165,9 @@ struct ProxyState {
     holding: AtomicU64,
     /// Bytes from the target thrown away at cuts.
     discarded: AtomicU64,
+    /// Offset in the initiator's stream (as counted by `to_target`) of a byte to damage on
+    /// the way, plus one (0: none).
+    flip_at: AtomicU64,
 }
 
 impl Proxy {
@@ -1209,6 +1212,12 @@ impl Proxy {
 
     fn holding(&self) -> u64 {
         self.state.holding.load(Ordering::SeqCst)
+    }
+
+    /// Flips the lowest bit of the initiator's byte at `offset` (counted as `to_target`
+    /// counts) on its way to the target.
+    fn flip_at(&self, offset: u64) {
+        self.state.flip_at.store(offset + 1, Ordering::SeqCst);
     }
 
     /// From now on the target's bytes are kept back.
@@ -1260,6 +1269,12 @@ async fn pipe(
         let mut buf = vec![0u8; 256 << 10];
         loop {
             let n = ir.read(&mut buf).await.unwrap_or(0);
+            let base = st2.to_target.load(Ordering::SeqCst);
+            let flip = st2.flip_at.load(Ordering::SeqCst);
+            if (base + 1..=base + n as u64).contains(&flip) {
+                buf[(flip - 1 - base) as usize] ^= 1;
+                st2.flip_at.store(0, Ordering::SeqCst);
+            }
             if n == 0 || tw.write_all(&buf[..n]).await.is_err() {
                 return;
             }
@@ -1328,6 +1343,41 @@ async fn via_proxy(p: &Peer, proxy: &Proxy) -> Session {
     cfg.negotiation.max_burst_length = 256 << 10;
     cfg.reconnect.initial_backoff = Duration::from_millis(20);
     p.open_session(cfg).await
+}
+
+/// A write whose immediate data is damaged on the way, with CRC32C digests: the target
+/// rejects the command (Data Digest Error) without running it, the session plugs the CmdSN
+/// gap with an ABORT TASK and sends the write again on the same connection; it lands, and
+/// the commands after it are not held up.
+#[tokio::test]
+async fn damaged_immediate_data_is_sent_again() {
+    let p = Peer::ours().await;
+    within(Duration::from_secs(20), "damaged immediate data", async {
+        let proxy = Proxy::start(&p.portal).await;
+        let mut cfg = p.config(&p.open).digests(true, true);
+        cfg.portal = proxy.addr.to_string();
+        let s = p.open_session(cfg).await;
+        assert_eq!(s.params().data_digest, Digest::Crc32c);
+        assert!(s.params().immediate_data);
+        let a = Rng::new(60).bytes(BS);
+        let b = Rng::new(61).bytes(BS);
+        s.write(300, &[0u8; BS]).await.expect("write");
+
+        // The next PDU out is the WRITE: 48 bytes of header, its digest, then the data.
+        proxy.flip_at(proxy.to_target() + 48 + 4 + 100);
+        s.write(300, &a).await.expect("the write, sent again");
+        assert_eq!(
+            proxy.state.flip_at.load(Ordering::SeqCst),
+            0,
+            "the byte was damaged"
+        );
+        s.write(301, &b).await.expect("the write after it");
+        assert_same(&s.read(300, 1).await.expect("read"), &a, "block 300");
+        assert_same(&s.read(301, 1).await.expect("read"), &b, "block 301");
+        assert_eq!(proxy.accepted(), 1, "no reconnection");
+        s.logout().await.expect("logout");
+    })
+    .await;
 }
 
 /// Writers and readers keep going while the connection is cut twice (with the target's

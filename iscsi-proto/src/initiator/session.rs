@@ -295,7 +295,11 @@ pub enum TaskError {
     /// A task management function ended it (ABORT TASK, LU or target reset).
     #[error("the command was aborted by task management")]
     Aborted,
-    /// The target rejected the PDU.
+    /// The target rejected the PDU; it did not run. When the target had not counted the
+    /// command's CmdSN, the session plugs the gap with an ABORT TASK naming it (RFC 7143
+    /// §11.17.1, §11.5.1) so that later commands are not held up. A Data Digest Error
+    /// (reason 0x02) means the command's immediate data was damaged on the way: sending
+    /// the command again is safe.
     #[error("the target rejected the command (reason {0:?})")]
     Rejected(RejectReason),
     /// Its data-in broke the rules (DataSN gap, out of range, digest); the status that came
@@ -1033,7 +1037,7 @@ impl InitiatorSession {
                 }
             }
             Pdu::AsyncMessage(m) => self.on_async(m),
-            Pdu::Reject(r) => self.on_reject(r),
+            Pdu::Reject(r) => self.on_reject(r, now),
             Pdu::DataIn(d) => {
                 self.update_window(d.exp_cmd_sn, d.max_cmd_sn);
                 // Data for a task we gave up on is dropped; data for any other task reaches
@@ -1248,7 +1252,7 @@ impl InitiatorSession {
         }
     }
 
-    fn on_reject(&mut self, r: Reject) {
+    fn on_reject(&mut self, r: Reject, now: Instant) {
         self.note_stat_sn(r.stat_sn);
         self.update_window(r.exp_cmd_sn, r.max_cmd_sn);
         let Some(h) = r.data.get(..BHS_LEN) else {
@@ -1256,15 +1260,54 @@ impl InitiatorSession {
         };
         let itt = Itt(u32::from_be_bytes([h[16], h[17], h[18], h[19]]));
         let opcode = h[0] & 0x3f;
-        if self.tasks.contains_key(&itt) && opcode == 0x01 {
-            return self.finish(itt, Err(TaskError::Rejected(r.reason)));
+        // A rejected non-immediate request does not count as received (RFC 7143 §11.17.1):
+        // unless the target's ExpCmdSN has gone past it, its CmdSN is a gap that holds up
+        // every later command until we plug it, here with an ABORT TASK naming it
+        // (§11.5.1: the target then counts the CmdSN as received).
+        let cmd_sn = CmdSn(u32::from_be_bytes([h[24], h[25], h[26], h[27]]));
+        let gap = h[0] & 0x40 == 0 && cmd_sn.is_at_or_after(r.exp_cmd_sn);
+        if opcode == 0x01
+            && let Some(t) = self.tasks.get_mut(&itt)
+            && t.state == TaskState::Running
+        {
+            if !gap || t.cmd_sn != cmd_sn {
+                return self.finish(itt, Err(TaskError::Rejected(r.reason)));
+            }
+            let lun = t.cmd.lun;
+            t.state = TaskState::Abandoned;
+            self.in_flight -= 1;
+            self.events.push_back(SessionEvent::Complete {
+                itt,
+                result: Err(TaskError::Rejected(r.reason)),
+            });
+            self.tmf(
+                TaskMgmtFunction::ABORT_TASK,
+                lun,
+                Some(itt),
+                cmd_sn,
+                true,
+                now,
+            );
+            return self.pump();
         }
         if let Some(p) = self.requests.remove(&itt) {
             self.drop_deadline(p.deadline, itt);
+            let plug = gap && matches!(p.request, Request::Text { .. });
             match p.request {
                 Request::Logout => self.protocol_error("the target rejected our Logout".into()),
                 Request::Ping => self.ping = None,
                 other => self.fail_request(itt, other),
+            }
+            if plug {
+                let sn = cmd_sn;
+                self.tmf(
+                    TaskMgmtFunction::ABORT_TASK,
+                    Lun::default(),
+                    Some(itt),
+                    sn,
+                    true,
+                    now,
+                );
             }
         }
     }

@@ -251,6 +251,12 @@ pub struct Opts {
     pub split: bool,
     /// Seed of the randomness.
     pub seed: u64,
+    /// The test damages the wire: framing and digest errors are handled as a datamover
+    /// handles them instead of failing the test.
+    pub faults: bool,
+    /// A deadline this far from submission for every command that has none (what the
+    /// `iscsi` crate's initiator does by default).
+    pub command_timeout: Option<Duration>,
 }
 
 impl Default for Opts {
@@ -303,7 +309,15 @@ impl Opts {
             first_stat_sn: 0xffff_fff4,
             split: false,
             seed: 1,
+            faults: false,
+            command_timeout: None,
         }
+    }
+
+    /// The test damages the wire (see [`Opts::faults`]).
+    pub fn faults(mut self) -> Opts {
+        self.faults = true;
+        self
     }
 
     /// ImmediateData, InitialR2T, FirstBurstLength, MaxBurstLength.
@@ -432,6 +446,7 @@ struct Link {
     pending: Vec<u8>,
     deframer: Deframer,
     digests: Digests,
+    max_data: u32,
     paused: bool,
 }
 
@@ -666,6 +681,7 @@ impl Pair {
                 max_data_segment_len: max,
             }),
             digests,
+            max_data: max,
             paused: false,
         };
         let i2t = link(params.target_max_recv_data_segment_length);
@@ -737,6 +753,10 @@ impl Pair {
             }
         };
         let now = self.instant();
+        let mut cmd = cmd;
+        if cmd.deadline.is_none() {
+            cmd.deadline = self.opts.command_timeout.map(|t| now + t);
+        }
         let itt = self.ini.submit(cmd.clone(), now)?;
         assert!(
             !self.tasks.contains_key(&itt),
@@ -976,6 +996,72 @@ impl Pair {
     /// Puts raw bytes on the wire to the initiator.
     pub fn inject_raw_to_initiator(&mut self, bytes: &[u8]) {
         self.t2i.pending.extend_from_slice(bytes);
+    }
+
+    /// A stream that cannot be framed any more: the transport fails and both ends see the
+    /// connection go (the target's engine ends the session's tasks, the initiator's engine
+    /// calls `connection_lost`).
+    fn wire_broke(&mut self, _dir: Dir) {
+        self.target_down = true;
+        self.connection_lost();
+    }
+
+    /// The bytes waiting on the wire in one direction (a test may edit them while the link
+    /// is paused: corrupt, cut, reorder).
+    pub fn pending_mut(&mut self, dir: Dir) -> &mut Vec<u8> {
+        match dir {
+            Dir::ToTarget => &mut self.i2t.pending,
+            Dir::ToInitiator => &mut self.t2i.pending,
+        }
+    }
+
+    /// The digests on the wire in one direction.
+    pub fn wire_digests(&self, dir: Dir) -> Digests {
+        match dir {
+            Dir::ToTarget => self.i2t.digests,
+            Dir::ToInitiator => self.t2i.digests,
+        }
+    }
+
+    /// The whole PDUs waiting on the wire in one direction, as their bytes (a trailing
+    /// fragment, or bytes that cannot be framed, come last as one piece).
+    pub fn pending_pdus(&self, dir: Dir) -> Vec<Vec<u8>> {
+        let link = match dir {
+            Dir::ToTarget => &self.i2t,
+            Dir::ToInitiator => &self.t2i,
+        };
+        let mut d = Deframer::new(DeframerConfig {
+            digests: link.digests,
+            max_data_segment_len: link.max_data,
+        });
+        d.feed(&link.pending);
+        let mut out = Vec::new();
+        let mut used = 0;
+        while let Ok(Some(f)) = d.next_frame() {
+            used += f.wire_len();
+            out.push(f.bytes.to_vec());
+        }
+        if used < link.pending.len() {
+            out.push(link.pending[used..].to_vec());
+        }
+        out
+    }
+
+    /// Delivers what is waiting in one direction now, even while the link is paused.
+    pub fn deliver_now(&mut self, dir: Dir) {
+        let paused = match dir {
+            Dir::ToTarget => self.i2t.paused,
+            Dir::ToInitiator => self.t2i.paused,
+        };
+        self.pause(dir, false);
+        self.deliver(dir);
+        self.pause(dir, paused);
+    }
+
+    /// The transport fails under both ends: the target stops reading and the initiator's
+    /// engine learns the connection is gone.
+    pub fn cut(&mut self) {
+        self.wire_broke(Dir::ToTarget);
     }
 
     /// The engine's reaction to a dead transport: the session's `connection_lost`.
@@ -1312,7 +1398,37 @@ impl Pair {
                         self.on_pdu(dir, decoded, f.raw_header());
                     }
                     Ok(None) => break,
-                    Err(e) => panic!("{dir:?}: the wire broke: {e}"),
+                    // What a damaged stream does to a TCP datamover: a lost framing ends the
+                    // connection, a bad data digest is reported for the PDU it spoils.
+                    Err(e) if e.is_fatal() => {
+                        assert!(
+                            self.opts.faults,
+                            "{dir:?}: the wire broke without injected faults: {e}"
+                        );
+                        self.wire_broke(dir);
+                        return true;
+                    }
+                    Err(e) => {
+                        assert!(
+                            self.opts.faults,
+                            "{dir:?}: a damaged PDU without injected faults: {e}"
+                        );
+                        let digest = matches!(e.error, iscsi_proto::PduError::DataDigest { .. });
+                        let mover = match dir {
+                            Dir::ToTarget => &mut self.tmover,
+                            Dir::ToInitiator => &mut self.imover,
+                        };
+                        match e.header {
+                            Some(h) if digest => {
+                                mover.receive_data_digest_error(e.raw_header, &h, e.error)
+                            }
+                            _ => mover.receive_malformed(e.raw_header, e.error),
+                        }
+                        match dir {
+                            Dir::ToTarget => self.settle_target(),
+                            Dir::ToInitiator => self.settle_initiator(),
+                        };
+                    }
                 }
             }
         }

@@ -11,7 +11,7 @@ use iscsi_proto::initiator::{
     Cdb, Command, CommandStatus, Direction, InitiatorLogin, InitiatorLoginConfig,
     InitiatorLoginOutcome, InitiatorSession, InitiatorStep, SessionEvent, TaskError,
 };
-use iscsi_proto::pdu::{Isid, Lun, Pdu, TmfResponse, Tsih};
+use iscsi_proto::pdu::{Isid, Lun, Pdu, RejectReason, TmfResponse, Tsih};
 use iscsi_proto::serial::{Itt, TagMap};
 use iscsi_proto::text::{LocalConfig, SessionType};
 use tokio::sync::{mpsc, oneshot};
@@ -605,6 +605,17 @@ impl<D: Datamover<Buffer = Vec<u8>>> Conn<'_, D> {
             }
             Err(TaskError::TimedOut) => Err(Error::TimedOut),
             Err(TaskError::Aborted) => Err(Error::Aborted),
+            // Immediate data damaged on the way: the target discarded the command without
+            // running it (RFC 7143 §7.8), so any command may be sent again.
+            Err(TaskError::Rejected(RejectReason::DATA_DIGEST_ERROR))
+                if op.retries < self.cfg.max_retries
+                    && (op.direction == Direction::None || op.buf.is_some()) =>
+            {
+                op.retries += 1;
+                warn!("the target saw a data digest error in the command; sending it again");
+                self.submit(op, Instant::now());
+                return;
+            }
             Err(TaskError::Rejected(r)) => Err(Error::Rejected(r.0)),
             Err(e) => Err(Error::Protocol(e.to_string())),
         };
