@@ -274,6 +274,54 @@ fn reordered_and_duplicated_commands_run_once_in_order() {
     }
 }
 
+/// A write that reaches the target twice, once whole and once with its immediate data
+/// damaged, in either order, runs once; when the whole copy came first the write is GOOD (the
+/// Reject for the damaged copy, which arrives while the write runs, is recognised as such),
+/// and either way the session goes on.
+#[test]
+fn a_damaged_duplicate_of_a_command_does_not_run_it_twice() {
+    for damaged_first in [false, true] {
+        let mut rng = Rng::new(11);
+        let mut p = Pair::new(faulty(Opts::new()));
+        let data = rng.bytes(BLOCK);
+        p.pause(Dir::ToTarget, true);
+        let itt = p.write(0, 60, data.clone());
+        p.run();
+        let pdus = p.pending_pdus(Dir::ToTarget);
+        assert_eq!(pdus.len(), 1, "one PDU with immediate data");
+        let mut bad = pdus[0].clone();
+        bad[48 + 4 + 10] ^= 0x20;
+        let wire = if damaged_first {
+            [bad, pdus[0].clone()].concat()
+        } else {
+            [pdus[0].clone(), bad].concat()
+        };
+        *p.pending_mut(Dir::ToTarget) = wire;
+        p.pause(Dir::ToTarget, false);
+        // The target holds the write while the Reject for the damaged copy goes out.
+        p.hold = true;
+        p.run();
+        p.hold = false;
+        p.release_all();
+        let what = if damaged_first {
+            "damaged copy first"
+        } else {
+            "whole copy first"
+        };
+        let runs = p.executed.iter().filter(|i| **i == itt).count();
+        assert_eq!(runs, 1, "{what}: the write ran once");
+        assert_eq!(blocks(&p, 60, 1), &data[..], "{what}");
+        if !damaged_first {
+            assert!(p.good(itt).is_good(), "{what}: {:?}", p.result(itt));
+        }
+        let next = rng.bytes(BLOCK);
+        let again = p.write(0, 61, next.clone());
+        p.run();
+        assert!(p.good(again).is_good(), "{what}: the session goes on");
+        assert_eq!(blocks(&p, 61, 1), &next[..], "{what}");
+    }
+}
+
 // =============================================================================================
 // A cut at every step
 // =============================================================================================

@@ -298,8 +298,9 @@ pub enum TaskError {
     /// The target rejected the PDU; it did not run. When the target had not counted the
     /// command's CmdSN, the session plugs the gap with an ABORT TASK naming it (RFC 7143
     /// §11.17.1, §11.5.1) so that later commands are not held up. A Data Digest Error
-    /// (reason 0x02) means the command's immediate data was damaged on the way: sending
-    /// the command again is safe.
+    /// (reason 0x02) means the command's immediate data was damaged on the way and the
+    /// target discarded it: over a transport that does not duplicate PDUs (TCP, iSER) it did
+    /// not run.
     #[error("the target rejected the command (reason {0:?})")]
     Rejected(RejectReason),
     /// Its data-in broke the rules (DataSN gap, out of range, digest); the status that came
@@ -1270,6 +1271,12 @@ impl InitiatorSession {
             && let Some(t) = self.tasks.get_mut(&itt)
             && t.state == TaskState::Running
         {
+            if !gap && r.reason == RejectReason::DATA_DIGEST_ERROR && t.cmd_sn == cmd_sn {
+                // The target counted this CmdSN, which it never does for a PDU it discards
+                // for a digest error: the rejected PDU was a damaged copy of a command that
+                // arrived whole and is running. Its status is still to come.
+                return;
+            }
             if !gap || t.cmd_sn != cmd_sn {
                 return self.finish(itt, Err(TaskError::Rejected(r.reason)));
             }

@@ -606,9 +606,11 @@ impl<D: Datamover<Buffer = Vec<u8>>> Conn<'_, D> {
             Err(TaskError::TimedOut) => Err(Error::TimedOut),
             Err(TaskError::Aborted) => Err(Error::Aborted),
             // Immediate data damaged on the way: the target discarded the command without
-            // running it (RFC 7143 §7.8), so any command may be sent again.
+            // running it (RFC 7143 §7.8). Sent again within the replay rules, in case a
+            // damaged copy was all the target rejected.
             Err(TaskError::Rejected(RejectReason::DATA_DIGEST_ERROR))
-                if op.retries < self.cfg.max_retries
+                if op.cdb.opcode().is_some_and(replayable_opcode)
+                    && op.retries < self.cfg.max_retries
                     && (op.direction == Direction::None || op.buf.is_some()) =>
             {
                 op.retries += 1;
