@@ -1220,6 +1220,51 @@ fn a_refused_abort_of_a_timed_out_command_closes_the_connection() {
     }
 }
 
+/// A Reject of that ABORT TASK is the same: the connection closes with a protocol error.
+#[test]
+fn a_rejected_abort_of_a_timed_out_command_closes_the_connection() {
+    let mut p = Pair::new(Opts::new());
+    p.hold = true;
+    let caught = std::rc::Rc::new(std::cell::RefCell::new(None));
+    let keep = caught.clone();
+    p.to_target_filter = Some(Box::new(move |pdu| match pdu {
+        Pdu::TaskMgmtRequest(t) => {
+            *keep.borrow_mut() = Some(Pdu::TaskMgmtRequest(t));
+            None
+        }
+        other => Some(other),
+    }));
+    let deadline = p.instant() + Duration::from_secs(5);
+    let a = p.submit(
+        Command::read(0, &read10(0, 1), 512).with_deadline(deadline),
+        None,
+    );
+    p.run();
+    p.advance(secs(5.0));
+    assert_eq!(p.result(a), &Err(TaskError::TimedOut));
+    assert_eq!(p.ini_close, None);
+    let header = caught
+        .borrow()
+        .as_ref()
+        .expect("the ABORT TASK went out")
+        .bhs()
+        .to_array();
+    let reject = iscsi_proto::pdu::Reject {
+        reason: RejectReason::IMMEDIATE_COMMAND_REJECT,
+        stat_sn: p.tgt.stat_sn(),
+        exp_cmd_sn: p.tgt.exp_cmd_sn(),
+        max_cmd_sn: p.tgt.max_cmd_sn(),
+        data: Bytes::copy_from_slice(&header),
+        ..Default::default()
+    };
+    p.inject_to_initiator(reject.into());
+    p.run();
+    match &p.ini_close {
+        Some(CloseReason::ProtocolError(m)) => assert!(m.contains("ABORT TASK"), "{m}"),
+        other => panic!("expected a protocol error, got {other:?}"),
+    }
+}
+
 // =============================================================================================
 // 7. Text: SendTargets
 // =============================================================================================

@@ -1183,10 +1183,11 @@ impl InitiatorSession {
                 self.finish(itt, Err(TaskError::Aborted));
             }
         } else if internal {
-            // Our abort of a timed-out task failed: the task may still be running at the
-            // target and its tag cannot be reused safely. Start over.
+            // Our abort of a timed-out or rejected task failed: the task may still be running
+            // at the target (or its CmdSN still a gap) and its tag cannot be reused safely.
+            // Start over.
             return self.close(CloseReason::ProtocolError(format!(
-                "ABORT TASK of a timed-out command refused ({:?})",
+                "ABORT TASK of a timed-out or rejected command refused ({:?})",
                 r.response
             )));
         }
@@ -1302,6 +1303,10 @@ impl InitiatorSession {
             let plug = gap && matches!(p.request, Request::Text { .. });
             match p.request {
                 Request::Logout => self.protocol_error("the target rejected our Logout".into()),
+                // The same as the target refusing it (see `on_tmf_response`).
+                Request::Tmf { internal: true, .. } => self.protocol_error(
+                    "the target rejected our ABORT TASK of a timed-out or rejected command".into(),
+                ),
                 Request::Ping => self.ping = None,
                 other => self.fail_request(itt, other),
             }
