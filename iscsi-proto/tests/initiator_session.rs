@@ -1220,20 +1220,31 @@ fn a_refused_abort_of_a_timed_out_command_closes_the_connection() {
     }
 }
 
+/// Keeps the initiator's PDUs that `which` picks from reaching the target; the last one is
+/// in the returned cell.
+fn keep_back(
+    p: &mut Pair,
+    which: impl Fn(&Pdu) -> bool + 'static,
+) -> std::rc::Rc<std::cell::RefCell<Option<Pdu>>> {
+    let caught = std::rc::Rc::new(std::cell::RefCell::new(None));
+    let keep = caught.clone();
+    p.to_target_filter = Some(Box::new(move |pdu| {
+        if which(&pdu) {
+            *keep.borrow_mut() = Some(pdu);
+            None
+        } else {
+            Some(pdu)
+        }
+    }));
+    caught
+}
+
 /// A Reject of that ABORT TASK is the same: the connection closes with a protocol error.
 #[test]
 fn a_rejected_abort_of_a_timed_out_command_closes_the_connection() {
     let mut p = Pair::new(Opts::new());
     p.hold = true;
-    let caught = std::rc::Rc::new(std::cell::RefCell::new(None));
-    let keep = caught.clone();
-    p.to_target_filter = Some(Box::new(move |pdu| match pdu {
-        Pdu::TaskMgmtRequest(t) => {
-            *keep.borrow_mut() = Some(Pdu::TaskMgmtRequest(t));
-            None
-        }
-        other => Some(other),
-    }));
+    let caught = keep_back(&mut p, |pdu| matches!(pdu, Pdu::TaskMgmtRequest(_)));
     let deadline = p.instant() + Duration::from_secs(5);
     let a = p.submit(
         Command::read(0, &read10(0, 1), 512).with_deadline(deadline),
@@ -1358,15 +1369,7 @@ fn a_rejected_text_request_fails() {
     let mut p = Pair::new(Opts::new().discovery());
     let (stat_sn, exp, max) = (p.tgt.stat_sn(), p.tgt.exp_cmd_sn(), p.tgt.max_cmd_sn());
     // The request never reaches the target: it is kept here instead.
-    let caught = std::rc::Rc::new(std::cell::RefCell::new(None));
-    let keep = caught.clone();
-    p.to_target_filter = Some(Box::new(move |pdu| match pdu {
-        Pdu::TextRequest(t) => {
-            *keep.borrow_mut() = Some(Pdu::TextRequest(t));
-            None
-        }
-        other => Some(other),
-    }));
+    let caught = keep_back(&mut p, |pdu| matches!(pdu, Pdu::TextRequest(_)));
     let now = p.instant();
     let t = p
         .ini
