@@ -31,6 +31,7 @@ use iscsi::proto::initiator::LoginFailure;
 use iscsi::proto::pdu::LoginStatus;
 use iscsi::proto::target::TargetRecord;
 use iscsi::proto::text::Digest;
+use iscsi::scsi::sense::SenseKey;
 use iscsi::target::TargetConfig;
 use support::tgtd::{Tgtd, TgtdTarget};
 use support::{Rng, Running, disk, start_with, within};
@@ -1504,6 +1505,85 @@ async fn reconnects_under_load_and_replays() {
         );
         s.logout().await.expect("logout");
     })
+    .await;
+}
+
+/// PERSISTENT RESERVE IN READ KEYS: (PRgeneration, registered keys).
+async fn read_keys(s: &Session) -> (u32, Vec<u64>) {
+    // PERSISTENT RESERVE IN, READ KEYS, allocation length 1024.
+    let cdb = [0x5e, 0x00, 0, 0, 0, 0, 0, 0x04, 0x00, 0];
+    let mut attempts = 0;
+    let d = loop {
+        let c = s
+            .execute(Request::new(s.lun(), &cdb, Data::Read(1024)))
+            .await
+            .expect("PERSISTENT RESERVE IN");
+        attempts += 1;
+        match c.into_good() {
+            // A unit attention (power on, I_T nexus loss after a reconnect) is reported once.
+            Err(Error::CheckCondition { sense: Some(k), .. })
+                if k.key == SenseKey::UNIT_ATTENTION && attempts < 3 => {}
+            r => break r.expect("READ KEYS").expect("parameter data"),
+        }
+    };
+    assert!(d.len() >= 8, "READ KEYS answer of {} bytes", d.len());
+    let generation = u32::from_be_bytes(d[0..4].try_into().unwrap());
+    let len = u32::from_be_bytes(d[4..8].try_into().unwrap()) as usize;
+    let keys = d[8..8 + len.min(d.len() - 8)]
+        .chunks_exact(8)
+        .map(|k| u64::from_be_bytes(k.try_into().unwrap()))
+        .collect();
+    (generation, keys)
+}
+
+/// A PERSISTENT RESERVE OUT sent and unanswered when the connection drops is not replayed:
+/// REGISTER AND IGNORE EXISTING KEY run twice would count two registration changes.
+#[tokio::test]
+async fn persistent_reserve_out_in_flight_is_not_replayed() {
+    let p = Peer::ours().await;
+    within(
+        Duration::from_secs(20),
+        "PERSISTENT RESERVE OUT at a cut",
+        async {
+            let proxy = Proxy::start(&p.portal).await;
+            let s = via_proxy(&p, &proxy).await;
+            assert_eq!(read_keys(&s).await, (0, vec![]), "a new LU");
+
+            const KEY: u64 = 0x0102_0304_0506_0708;
+            // PERSISTENT RESERVE OUT, REGISTER AND IGNORE EXISTING KEY, 24 bytes of parameters.
+            let cdb = [0x5f, 0x06, 0, 0, 0, 0, 0, 0, 24, 0];
+            let mut params = vec![0u8; 24];
+            params[8..16].copy_from_slice(&KEY.to_be_bytes());
+
+            proxy.hold();
+            let sent0 = proxy.to_target();
+            let pr = tokio::spawn({
+                let s = s.clone();
+                async move {
+                    s.execute(Request::new(s.lun(), &cdb, Data::Write(params)))
+                        .await
+                }
+            });
+            // The command with its immediate parameter data reached the target and its
+            // 48-byte SCSI Response is held here: the target ran it.
+            while proxy.to_target() < sent0 + 48 + 24 || proxy.holding() < 48 {
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+            proxy.cut();
+            let r = pr.await.expect("task");
+            assert!(
+                matches!(r, Err(Error::ConnectionLost { sent: true })),
+                "PERSISTENT RESERVE OUT at the cut: {r:?}"
+            );
+            assert_eq!(
+                read_keys(&s).await,
+                (1, vec![KEY]),
+                "registered once, on the first connection"
+            );
+            assert_eq!(proxy.accepted(), 2, "one reconnection");
+            s.logout().await.expect("logout");
+        },
+    )
     .await;
 }
 
