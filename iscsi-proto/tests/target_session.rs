@@ -2670,6 +2670,142 @@ fn malformed_pdu_with_a_reject_reason_is_rejected_with_its_header() {
     assert!(!h.s.is_closed());
 }
 
+/// Feeds `pdu` to the session as it arrives with its data segment damaged (DataDigest=CRC32C
+/// on the wire): the session gets the header and the digest error; returns the events.
+fn damaged(h: &mut Harness, pdu: impl Into<Pdu>) -> Vec<Event> {
+    let digests = Digests {
+        header: false,
+        data: true,
+    };
+    let mut raw = pdu.into().to_bytes(digests).unwrap().to_vec();
+    raw[48] ^= 0x10;
+    let raw = Bytes::from(raw);
+    let err = Pdu::parse(&raw, digests).unwrap_err();
+    assert!(matches!(err, PduError::DataDigest { .. }), "{err:?}");
+    let now = h.instant();
+    h.s.handle_malformed(now, &raw[..48], &err);
+    h.drain()
+}
+
+fn expect_digest_reject(events: Vec<Event>) {
+    let Pdu::Reject(r) = only_send(events) else {
+        panic!("a Reject")
+    };
+    assert_eq!(r.reason, RejectReason::DATA_DIGEST_ERROR);
+}
+
+/// RFC 7143 §7.8: a command discarded for a data digest error holds every later command until
+/// the initiator sends it again or plugs its CmdSN; one that does neither (the Linux initiator
+/// waits for its SCSI command timeout) loses the connection after `cmd_sn_gap_timeout`.
+#[test]
+fn an_unfilled_cmd_sn_of_a_damaged_command_closes_the_connection_in_time() {
+    let mut h = Setup::normal().login();
+    assert_eq!(h.config.cmd_sn_gap_timeout, Some(Duration::from_secs(2)));
+    let w = h.ini.write(512, 512, true);
+    expect_digest_reject(damaged(&mut h, w.clone()));
+    let next = h.ini.read(512);
+    assert!(
+        h.send(next).is_empty(),
+        "the next command waits for the gap"
+    );
+    assert_eq!(
+        h.s.poll_timeout(),
+        Some(h.instant() + Duration::from_secs(2))
+    );
+
+    h.advance(Duration::from_millis(1999));
+    assert!(h.timeout().is_empty());
+    assert!(!h.s.is_closed());
+    h.advance(Duration::from_millis(1));
+    let events = h.timeout();
+    assert!(
+        matches!(events.as_slice(), [Event::Close(CloseReason::CmdSnGap(sn))] if *sn == w.cmd_sn),
+        "{events:?}"
+    );
+    assert!(h.s.is_closed());
+}
+
+/// The command sent again (same ITT and CmdSN), or its CmdSN plugged with ABORT TASK, in time:
+/// the connection stays.
+#[test]
+fn a_damaged_command_sent_again_or_aborted_in_time_keeps_the_connection() {
+    let mut h = Setup::normal().login();
+    let w = h.ini.write(512, 512, true);
+    expect_digest_reject(damaged(&mut h, w.clone()));
+    h.advance(Duration::from_secs(1));
+    let events = h.send(w.clone());
+    assert!(
+        events
+            .iter()
+            .any(|e| matches!(e, Event::Command(c) if c.itt == w.itt)),
+        "the retry runs: {events:?}"
+    );
+    let after = h.s.poll_timeout().expect("the ping timer");
+    assert!(
+        after >= h.instant() + Duration::from_secs(29),
+        "no gap timer"
+    );
+    h.advance(Duration::from_secs(5));
+    assert!(h.timeout().is_empty());
+
+    let lost = h.ini.write(512, 512, true);
+    expect_digest_reject(damaged(&mut h, lost.clone()));
+    let tmf = h
+        .ini
+        .tmf(TaskMgmtFunction::ABORT_TASK, Lun(0), lost.itt, lost.cmd_sn);
+    let mut events = h.send(tmf);
+    if let Some(t) = events.iter().find_map(|e| match e {
+        Event::TaskManagement(t) => Some(t.clone()),
+        _ => None,
+    }) {
+        h.s.tmf_done(t.itt, TmfResponse::COMPLETE);
+        events.extend(h.drain());
+    }
+    assert!(
+        events
+            .iter()
+            .any(|e| matches!(e, Event::Send(Pdu::TaskMgmtResponse(_)))),
+        "{events:?}"
+    );
+    assert_eq!(h.s.exp_cmd_sn(), lost.cmd_sn.next(), "the gap is plugged");
+    h.advance(Duration::from_secs(5));
+    assert!(h.timeout().is_empty());
+    assert!(!h.s.is_closed());
+}
+
+/// Only a CmdSN the target has not counted starts the timer (not an immediate command, not a
+/// damaged copy of a command that already ran), and `None` turns it off.
+#[test]
+fn the_cmd_sn_gap_timer_only_for_uncounted_cmd_sns_and_only_when_on() {
+    let quiet = |gap: Option<Duration>| {
+        let mut setup = Setup::normal();
+        setup.session.nop_in_interval = None;
+        setup.session.cmd_sn_gap_timeout = gap;
+        setup.login()
+    };
+    let mut h = quiet(Some(Duration::from_secs(2)));
+    // An immediate command carries the next CmdSN without taking it.
+    let mut imm = h.ini.write(512, 512, true);
+    imm.immediate = true;
+    h.ini.cmd_sn = imm.cmd_sn;
+    expect_digest_reject(damaged(&mut h, imm));
+    let w = h.ini.write(512, 512, true);
+    let events = h.send(w.clone());
+    assert!(events.iter().any(|e| matches!(e, Event::Command(_))));
+    expect_digest_reject(damaged(&mut h, w));
+    assert_eq!(h.s.poll_timeout(), None, "nothing waits");
+    h.advance(Duration::from_secs(3600));
+    assert!(h.timeout().is_empty());
+
+    let mut h = quiet(None);
+    let w = h.ini.write(512, 512, true);
+    expect_digest_reject(damaged(&mut h, w));
+    assert_eq!(h.s.poll_timeout(), None);
+    h.advance(Duration::from_secs(3600));
+    assert!(h.timeout().is_empty());
+    assert!(!h.s.is_closed());
+}
+
 #[test]
 fn malformed_pdu_without_a_reject_reason_closes_the_connection() {
     let mut h = Setup::normal().login();

@@ -8,9 +8,10 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use iscsi::initiator::{Error, InitiatorConfig, Session, Tcp};
 use iscsi::proto::initiator::LoginFailure;
+use iscsi::proto::pdu::RejectReason;
 use iscsi::proto::pdu::{Bhs, DataOut, LoginRequest, LoginStatus, Opcode, Pdu, Stage};
 use iscsi::proto::serial::{CmdSn, DataSn, Itt, Ttt};
-use iscsi::proto::text::encode_text;
+use iscsi::proto::text::{Digest, encode_text};
 use iscsi::target::{AuthThrottle, TargetConfig};
 use support::{Cmd, Conn, Login, cdb, disk, isid, start, within};
 
@@ -278,6 +279,65 @@ async fn mismatched_data_out_floods_do_not_disturb_other_sessions() {
         other.ping(b"other", false).await;
         other.logout_and_close().await;
         let c = Login::normal(INITIATOR, OPEN, isid(8)).ok(t.addr).await;
+        c.logout_and_close().await;
+        t.shutdown().await;
+    })
+    .await;
+}
+
+/// A write whose immediate data fails its digest and that the initiator neither sends again
+/// nor plugs with ABORT TASK (the Linux initiator waits for its SCSI command timeout): the
+/// target rejects it (RFC 7143 §7.8), holds the commands behind it only for
+/// `cmd_sn_gap_timeout`, then closes the connection; the damaged write never ran.
+#[tokio::test]
+async fn an_unfilled_gap_of_a_damaged_command_ends_the_connection() {
+    within(Duration::from_secs(60), "test", async {
+        let gap = Duration::from_millis(400);
+        let mut cfg = TargetConfig::default();
+        cfg.session.cmd_sn_gap_timeout = Some(gap);
+        let t = start(cfg, vec![disk(OPEN, 1 << 20)]).await;
+        let login =
+            Login::normal(INITIATOR, OPEN, isid(9)).digests(&[Digest::None], &[Digest::Crc32c]);
+        let mut c = login.ok(t.addr).await;
+        c.clear_unit_attention().await;
+
+        let write = Cmd::write(cdb::write10(7, 1), vec![0x5a; 512], 512);
+        let (itt, sn) = (c.itt(), c.take_cmd_sn(false));
+        let mut wire = c
+            .encode(&Pdu::ScsiCommand(c.command_pdu(&write, itt, sn, false)))
+            .to_vec();
+        wire[48 + 100] ^= 0x01;
+        c.send_raw(&wire).await.expect("damaged write sent");
+        let read = Cmd::read(cdb::read10(7, 1), 512);
+        let (itt, sn) = (c.itt(), c.take_cmd_sn(false));
+        let pdu = c.command_pdu(&read, itt, sn, false);
+        c.send(pdu).await;
+
+        let (after, seen) = c
+            .closed_within(gap + Duration::from_secs(5))
+            .await
+            .expect("the connection closes");
+        assert!(
+            after >= gap - Duration::from_millis(50) && after < gap + Duration::from_secs(3),
+            "closed after {after:?}, gap timeout {gap:?}"
+        );
+        assert!(
+            seen.iter().any(
+                |p| matches!(p, Pdu::Reject(r) if r.reason == RejectReason::DATA_DIGEST_ERROR)
+            ),
+            "a Data Digest Error Reject: {seen:?}"
+        );
+        assert!(
+            !seen
+                .iter()
+                .any(|p| matches!(p, Pdu::ScsiResponse(_) | Pdu::DataIn(_))),
+            "the read behind the gap did not run: {seen:?}"
+        );
+
+        let mut c = login.ok(t.addr).await;
+        c.clear_unit_attention().await;
+        let back = c.exec_good(Cmd::read(cdb::read10(7, 1), 512)).await;
+        assert_eq!(back.data, vec![0u8; 512], "the damaged write never ran");
         c.logout_and_close().await;
         t.shutdown().await;
     })

@@ -451,6 +451,7 @@ mod session_fuzz {
                 Duration::from_secs(10)
             },
             max_text_len: if c2 & 4 != 0 { 256 } else { 64 << 10 },
+            cmd_sn_gap_timeout: (c0 >> 6 == 1).then_some(Duration::from_secs(2)),
         };
         let mut names = kv(&[("InitiatorName", INITIATOR)]);
         if discovery {

@@ -65,6 +65,13 @@ pub struct SessionConfig {
     pub nop_in_timeout: Duration,
     /// Largest text a Text request may assemble from C-bit pieces.
     pub max_text_len: usize,
+    /// How long the CmdSN of a request discarded for a data digest error (answered with a
+    /// Reject) may stay unfilled before the connection is closed. RFC 7143 §7.8 has the
+    /// initiator send the command again or plug its CmdSN with ABORT TASK, and until then
+    /// every later command waits; an initiator that does neither until its own command
+    /// timeout (the Linux initiator: 30 s) would hold the whole session that long. Closing
+    /// escalates to session recovery, as §7.8 allows. `None`: wait for ever.
+    pub cmd_sn_gap_timeout: Option<Duration>,
 }
 
 impl Default for SessionConfig {
@@ -76,6 +83,7 @@ impl Default for SessionConfig {
             nop_in_interval: Some(Duration::from_secs(30)),
             nop_in_timeout: Duration::from_secs(30),
             max_text_len: 64 << 10,
+            cmd_sn_gap_timeout: Some(Duration::from_secs(2)),
         }
     }
 }
@@ -144,6 +152,9 @@ pub enum CloseReason {
     ProtocolError(String),
     /// TARGET COLD RESET: every connection of the target closes.
     ColdReset,
+    /// A request discarded for a data digest error was neither sent again nor had its CmdSN
+    /// plugged within [`SessionConfig::cmd_sn_gap_timeout`].
+    CmdSnGap(CmdSn),
 }
 
 /// What the session asks of its engine and datamover.
@@ -323,6 +334,9 @@ pub struct TargetSession {
     events: VecDeque<Event>,
     last_rx: Instant,
     ping: Option<(Ttt, Instant)>,
+    /// The CmdSN of a request discarded for a data digest error, and when the connection
+    /// closes if it is still unfilled then.
+    digest_gap: Option<(CmdSn, Instant)>,
     tmfs: Vec<PendingTmf>,
     text: TextAssembler,
     /// A text answer waiting for the initiator's continuation requests: (ITT, TTT, rest).
@@ -364,6 +378,7 @@ impl TargetSession {
             events: VecDeque::new(),
             last_rx: now,
             ping: None,
+            digest_gap: None,
             tmfs: Vec::new(),
             text_out: None,
             state: State::Running,
@@ -455,6 +470,7 @@ impl TargetSession {
         self.last_rx = now;
         if matches!(error, PduError::DataDigest { .. }) {
             self.spoiled_data_out(header);
+            self.spoiled_request(now, header);
         }
         match (
             error.reject_reason(),
@@ -465,8 +481,45 @@ impl TargetSession {
         }
     }
 
+    /// A request discarded for a data digest error (RFC 7143 §7.8): when it is a
+    /// non-immediate one whose CmdSN is in the window and not yet counted, later commands wait
+    /// for it to be sent again or plugged; [`SessionConfig::cmd_sn_gap_timeout`] bounds that.
+    fn spoiled_request(&mut self, now: Instant, header: &[u8]) {
+        let Some(timeout) = self.cfg.cmd_sn_gap_timeout else {
+            return;
+        };
+        let Some(h) = header.get(..48) else {
+            return;
+        };
+        // NOP-Out, SCSI Command, Text and Logout requests carry a CmdSN at bytes 24..28.
+        let immediate = h[0] & 0x40 != 0;
+        if immediate || !matches!(h[0] & 0x3f, 0x00 | 0x01 | 0x04 | 0x06) {
+            return;
+        }
+        let sn = CmdSn(u32::from_be_bytes([h[24], h[25], h[26], h[27]]));
+        let in_window = sn == self.exp_cmd_sn
+            || (sn.is_after(self.exp_cmd_sn) && sn.is_at_or_before(self.max_cmd_sn()));
+        if in_window && self.digest_gap.is_none() {
+            self.digest_gap = Some((sn, now + timeout));
+        }
+    }
+
+    /// Forgets the digest-error gap once ExpCmdSN has passed it.
+    fn check_gap(&mut self) {
+        if let Some((sn, _)) = self.digest_gap
+            && self.exp_cmd_sn.is_after(sn)
+        {
+            self.digest_gap = None;
+        }
+    }
+
     /// A PDU from the initiator (Control_Notify).
     pub fn handle_pdu(&mut self, now: Instant, pdu: Pdu) {
+        self.handle_pdu_inner(now, pdu);
+        self.check_gap();
+    }
+
+    fn handle_pdu_inner(&mut self, now: Instant, pdu: Pdu) {
         self.last_rx = now;
         if self.state == State::Closed {
             return;
@@ -1343,17 +1396,30 @@ impl TargetSession {
         if self.state == State::Closed {
             return None;
         }
-        match self.ping {
+        let ping = match self.ping {
             Some((_, deadline)) => Some(deadline),
             None => self.cfg.nop_in_interval.map(|i| self.last_rx + i),
+        };
+        let gap = self.digest_gap.map(|(_, deadline)| deadline);
+        match (ping, gap) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
         }
     }
 
     /// Timers: sends a NOP-In ping after the idle interval, closes the connection when a ping
-    /// goes unanswered.
+    /// goes unanswered or when the CmdSN of a request discarded for a data digest error stays
+    /// unfilled (see [`SessionConfig::cmd_sn_gap_timeout`]).
     pub fn handle_timeout(&mut self, now: Instant) {
         if self.state == State::Closed {
             return;
+        }
+        self.check_gap();
+        if let Some((sn, deadline)) = self.digest_gap
+            && now >= deadline
+        {
+            self.digest_gap = None;
+            return self.close(CloseReason::CmdSnGap(sn));
         }
         if let Some((_, deadline)) = self.ping {
             if now >= deadline {

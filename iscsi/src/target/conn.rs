@@ -14,8 +14,9 @@ use iscsi_proto::datamover::{DataBuffer, Datamover, Notify};
 use iscsi_proto::pdu::{LoginStatus, Lun, Pdu, ScsiStatus, TaskMgmtFunction, TmfResponse, Tsih};
 use iscsi_proto::serial::{Itt, StatSn};
 use iscsi_proto::target::{
-    Event, LoginConfig, LoginHost, LoginIdentity, LoginStep, NewCommand, Reply, ScsiOutcome,
-    SendTargetsQuery, TargetLogin, TargetRecord, TargetSession, TmfRequest, encode_send_targets,
+    CloseReason, Event, LoginConfig, LoginHost, LoginIdentity, LoginStep, NewCommand, Reply,
+    ScsiOutcome, SendTargetsQuery, TargetLogin, TargetRecord, TargetSession, TmfRequest,
+    encode_send_targets,
 };
 use iscsi_proto::text::SessionType;
 use scsi_core::backend::{BlockBackend, IoBuf};
@@ -491,7 +492,11 @@ impl<B: BlockBackend, D: Datamover> Ffp<'_, B, D> {
                     }
                     Event::KeyValues(p) => self.dm.notice_key_values(&p),
                     Event::Close(reason) => {
-                        debug!(?reason, "closing");
+                        if matches!(reason, CloseReason::Logout) {
+                            debug!(?reason, "closing");
+                        } else {
+                            info!(?reason, "closing the connection");
+                        }
                         closing = true;
                     }
                     _ => {}
