@@ -2773,6 +2773,32 @@ fn a_damaged_command_sent_again_or_aborted_in_time_keeps_the_connection() {
     assert!(!h.s.is_closed());
 }
 
+/// Two damaged commands, only the first sent again: the second's gap still ends the
+/// connection, at its own deadline.
+#[test]
+fn each_unfilled_cmd_sn_has_its_own_deadline() {
+    let mut h = Setup::normal().login();
+    let a = h.ini.write(512, 512, true);
+    let b = h.ini.write(512, 512, true);
+    expect_digest_reject(damaged(&mut h, a.clone()));
+    h.advance(Duration::from_secs(1));
+    expect_digest_reject(damaged(&mut h, b.clone()));
+    let events = h.send(a);
+    assert!(events.iter().any(|e| matches!(e, Event::Command(_))));
+    assert_eq!(
+        h.s.poll_timeout(),
+        Some(h.instant() + Duration::from_secs(2))
+    );
+    h.advance(Duration::from_millis(1999));
+    assert!(h.timeout().is_empty(), "the first gap is filled");
+    h.advance(Duration::from_millis(1));
+    let events = h.timeout();
+    assert!(
+        matches!(events.as_slice(), [Event::Close(CloseReason::CmdSnGap(sn))] if *sn == b.cmd_sn),
+        "{events:?}"
+    );
+}
+
 /// Only a CmdSN the target has not counted starts the timer (not an immediate command, not a
 /// damaged copy of a command that already ran), and `None` turns it off.
 #[test]

@@ -334,9 +334,9 @@ pub struct TargetSession {
     events: VecDeque<Event>,
     last_rx: Instant,
     ping: Option<(Ttt, Instant)>,
-    /// The CmdSN of a request discarded for a data digest error, and when the connection
-    /// closes if it is still unfilled then.
-    digest_gap: Option<(CmdSn, Instant)>,
+    /// CmdSNs of requests discarded for a data digest error, each with the time the
+    /// connection closes if it is still unfilled then (at most one per CmdSN of the window).
+    digest_gaps: Vec<(CmdSn, Instant)>,
     tmfs: Vec<PendingTmf>,
     text: TextAssembler,
     /// A text answer waiting for the initiator's continuation requests: (ITT, TTT, rest).
@@ -378,7 +378,7 @@ impl TargetSession {
             events: VecDeque::new(),
             last_rx: now,
             ping: None,
-            digest_gap: None,
+            digest_gaps: Vec::new(),
             tmfs: Vec::new(),
             text_out: None,
             state: State::Running,
@@ -499,18 +499,15 @@ impl TargetSession {
         let sn = CmdSn(u32::from_be_bytes([h[24], h[25], h[26], h[27]]));
         let in_window = sn == self.exp_cmd_sn
             || (sn.is_after(self.exp_cmd_sn) && sn.is_at_or_before(self.max_cmd_sn()));
-        if in_window && self.digest_gap.is_none() {
-            self.digest_gap = Some((sn, now + timeout));
+        if in_window && !self.digest_gaps.iter().any(|(s, _)| *s == sn) {
+            self.digest_gaps.push((sn, now + timeout));
         }
     }
 
-    /// Forgets the digest-error gap once ExpCmdSN has passed it.
+    /// Forgets the digest-error gaps ExpCmdSN has passed.
     fn check_gap(&mut self) {
-        if let Some((sn, _)) = self.digest_gap
-            && self.exp_cmd_sn.is_after(sn)
-        {
-            self.digest_gap = None;
-        }
+        let exp = self.exp_cmd_sn;
+        self.digest_gaps.retain(|(sn, _)| !exp.is_after(*sn));
     }
 
     /// A PDU from the initiator (Control_Notify).
@@ -1400,7 +1397,7 @@ impl TargetSession {
             Some((_, deadline)) => Some(deadline),
             None => self.cfg.nop_in_interval.map(|i| self.last_rx + i),
         };
-        let gap = self.digest_gap.map(|(_, deadline)| deadline);
+        let gap = self.digest_gaps.iter().map(|(_, deadline)| *deadline).min();
         match (ping, gap) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
@@ -1415,10 +1412,8 @@ impl TargetSession {
             return;
         }
         self.check_gap();
-        if let Some((sn, deadline)) = self.digest_gap
-            && now >= deadline
-        {
-            self.digest_gap = None;
+        if let Some(&(sn, _)) = self.digest_gaps.iter().find(|(_, d)| now >= *d) {
+            self.digest_gaps.clear();
             return self.close(CloseReason::CmdSnGap(sn));
         }
         if let Some((_, deadline)) = self.ping {
