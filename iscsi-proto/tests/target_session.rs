@@ -2815,6 +2815,11 @@ fn the_cmd_sn_gap_timer_only_for_uncounted_cmd_sns_and_only_when_on() {
     imm.immediate = true;
     h.ini.cmd_sn = imm.cmd_sn;
     expect_digest_reject(damaged(&mut h, imm));
+    assert_eq!(
+        h.s.poll_timeout(),
+        None,
+        "an immediate command leaves no gap"
+    );
     let w = h.ini.write(512, 512, true);
     let events = h.send(w.clone());
     assert!(events.iter().any(|e| matches!(e, Event::Command(_))));
@@ -2822,6 +2827,18 @@ fn the_cmd_sn_gap_timer_only_for_uncounted_cmd_sns_and_only_when_on() {
     assert_eq!(h.s.poll_timeout(), None, "nothing waits");
     h.advance(Duration::from_secs(3600));
     assert!(h.timeout().is_empty());
+
+    // A damaged copy of a command parked behind another gap: its CmdSN is in hand.
+    let mut h = quiet(Some(Duration::from_secs(2)));
+    let _lost = h.ini.tur();
+    let w = h.ini.write(512, 512, true);
+    assert!(h.send(w.clone()).is_empty(), "parked behind the gap");
+    expect_digest_reject(damaged(&mut h, w));
+    assert_eq!(
+        h.s.poll_timeout(),
+        None,
+        "a parked CmdSN leaves no gap of its own"
+    );
 
     let mut h = quiet(None);
     let w = h.ini.write(512, 512, true);

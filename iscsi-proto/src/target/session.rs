@@ -70,7 +70,8 @@ pub struct SessionConfig {
     /// initiator send the command again or plug its CmdSN with ABORT TASK, and until then
     /// every later command waits; an initiator that does neither until its own command
     /// timeout (the Linux initiator: 30 s) would hold the whole session that long. Closing
-    /// escalates to session recovery, as §7.8 allows. `None`: wait for ever.
+    /// escalates to session recovery, as §7.8 allows. The deadline runs from the first
+    /// damaged copy (a retry damaged again does not restart it). `None`: wait for ever.
     pub cmd_sn_gap_timeout: Option<Duration>,
 }
 
@@ -497,10 +498,18 @@ impl TargetSession {
             return;
         }
         let sn = CmdSn(u32::from_be_bytes([h[24], h[25], h[26], h[27]]));
-        let in_window = sn == self.exp_cmd_sn
-            || (sn.is_after(self.exp_cmd_sn) && sn.is_at_or_before(self.max_cmd_sn()));
-        if in_window && !self.digest_gaps.iter().any(|(s, _)| *s == sn) {
-            self.digest_gaps.push((sn, now + timeout));
+        // Only a CmdSN the target would have taken and has not got in any form: not one
+        // outside an open window, not one already parked (an intact copy or a plug). While
+        // logging out, a plug would be refused, so the Logout decides.
+        let uncounted = self.state == State::Running
+            && sn.is_within(self.exp_cmd_sn, self.max_cmd_sn())
+            && !self.pending.iter().any(|(s, _)| *s == sn);
+        // A retry that fails its digest again does not move the deadline.
+        if uncounted
+            && !self.digest_gaps.iter().any(|(s, _)| *s == sn)
+            && let Some(deadline) = now.checked_add(timeout)
+        {
+            self.digest_gaps.push((sn, deadline));
         }
     }
 
