@@ -304,6 +304,16 @@ case $SCEN in *" d "*)
     measure lio-tcp $LIO $ADDR:3270 default
     measure ours-iser $OPEN $ADDR:3260 iser
     measure lio-iser $LIO $ADDR:3270 iser
+    # One table row for workload $w: field 0 (IOPS) or 1 (latency) of each run.
+    perf_row() {
+      local n v
+      printf '%-22s' "$1"
+      for n in ours-tcp lio-tcp ours-iser lio-iser; do
+        v=(${PERF[$n/$w]:-0 0})
+        printf ' %12s' "${v[$2]}"
+      done
+      echo
+    }
     ratio() { /usr/bin/python3 -c "import sys; a=float(sys.argv[1] or 0); b=float(sys.argv[2] or 0); print('%.2fx' % (a/b) if b else 'n/a')" "$1" "$2"; }
     {
       echo
@@ -311,18 +321,8 @@ case $SCEN in *" d "*)
       printf '%-22s %12s %12s %12s %12s\n' workload "ours TCP" "LIO TCP" "ours iSER" "LIO iSER"
       for w in 4k 128k; do
         label=$([ $w = 4k ] && echo "4K rand read QD16" || echo "128K seq read QD8")
-        printf '%-22s' "$label IOPS"
-        for n in ours-tcp lio-tcp ours-iser lio-iser; do
-          set -- ${PERF[$n/$w]:-0 0}
-          printf ' %12s' "$1"
-        done
-        echo
-        printf '%-22s' "$label lat us"
-        for n in ours-tcp lio-tcp ours-iser lio-iser; do
-          set -- ${PERF[$n/$w]:-0 0}
-          printf ' %12s' "$2"
-        done
-        echo
+        perf_row "$label IOPS" 0
+        perf_row "$label lat us" 1
         set -- ${PERF[ours-tcp/$w]:-0 0}; ot=$1 otl=$2
         set -- ${PERF[lio-tcp/$w]:-0 0}; lt=$1 ltl=$2
         set -- ${PERF[ours-iser/$w]:-0 0}; oi=$1 oil=$2

@@ -1198,13 +1198,9 @@ fn a_late_r2t_for_a_timed_out_write_is_ignored() {
     p.check_sequence_agreement();
 }
 
-/// When the target refuses the ABORT TASK of a timed-out command its tag can no longer be
-/// trusted: the connection closes with a protocol error.
-#[test]
-fn a_refused_abort_of_a_timed_out_command_closes_the_connection() {
-    let mut p = Pair::new(Opts::new());
-    p.hold = true;
-    p.tmf_response = TmfResponse::REJECTED;
+/// A one-block read with a 5 s deadline that the target holds past it: timed out, and its
+/// ABORT TASK on the way.
+fn read_timed_out(p: &mut Pair) -> Itt {
     let deadline = p.instant() + Duration::from_secs(5);
     let a = p.submit(
         Command::read(0, &read10(0, 1), 512).with_deadline(deadline),
@@ -1213,6 +1209,17 @@ fn a_refused_abort_of_a_timed_out_command_closes_the_connection() {
     p.run();
     p.advance(secs(5.0));
     assert_eq!(p.result(a), &Err(TaskError::TimedOut));
+    a
+}
+
+/// When the target refuses the ABORT TASK of a timed-out command its tag can no longer be
+/// trusted: the connection closes with a protocol error.
+#[test]
+fn a_refused_abort_of_a_timed_out_command_closes_the_connection() {
+    let mut p = Pair::new(Opts::new());
+    p.hold = true;
+    p.tmf_response = TmfResponse::REJECTED;
+    let a = read_timed_out(&mut p);
     p.release(a);
     match &p.ini_close {
         Some(CloseReason::ProtocolError(m)) => assert!(m.contains("ABORT TASK"), "{m}"),
@@ -1245,14 +1252,7 @@ fn a_rejected_abort_of_a_timed_out_command_closes_the_connection() {
     let mut p = Pair::new(Opts::new());
     p.hold = true;
     let caught = keep_back(&mut p, |pdu| matches!(pdu, Pdu::TaskMgmtRequest(_)));
-    let deadline = p.instant() + Duration::from_secs(5);
-    let a = p.submit(
-        Command::read(0, &read10(0, 1), 512).with_deadline(deadline),
-        None,
-    );
-    p.run();
-    p.advance(secs(5.0));
-    assert_eq!(p.result(a), &Err(TaskError::TimedOut));
+    read_timed_out(&mut p);
     assert_eq!(p.ini_close, None);
     let header = caught
         .borrow()

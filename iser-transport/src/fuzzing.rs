@@ -354,6 +354,15 @@ fn give_back(held: &mut HashMap<Itt, usize>, itt: Itt) {
     *n -= 1;
 }
 
+/// `usual`, or any 16-bit value when the input says so.
+fn usual_or_any(r: &mut Input<'_>, usual: u32) -> u32 {
+    if r.u8() & 1 == 0 {
+        usual
+    } else {
+        u32::from(r.u16())
+    }
+}
+
 /// The target engine's answer to a command: Put_Data, Get_Data or a response, with lengths
 /// from the input (sometimes wrong). Whether the datamover took a buffer.
 fn engine_answer(dm: &mut IserDatamover<Endpoint>, r: &mut Input<'_>, cmd: &ScsiCommand) -> bool {
@@ -364,11 +373,7 @@ fn engine_answer(dm: &mut IserDatamover<Endpoint>, r: &mut Input<'_>, cmd: &Scsi
     };
     match r.u8() % 4 {
         0 if cmd.read => {
-            let n = if r.u8() & 1 == 0 {
-                len
-            } else {
-                u32::from(r.u16())
-            };
+            let n = usual_or_any(r, len);
             let Ok(buf) = dm.alloc(n.min(1 << 16) as usize) else {
                 return false;
             };
@@ -389,16 +394,8 @@ fn engine_answer(dm: &mut IserDatamover<Endpoint>, r: &mut Input<'_>, cmd: &Scsi
             .is_ok()
         }
         1 if cmd.write => {
-            let offset = if r.u8() & 1 == 0 {
-                cmd.data.len() as u32
-            } else {
-                u32::from(r.u16())
-            };
-            let want = if r.u8() & 1 == 0 {
-                len.saturating_sub(offset)
-            } else {
-                u32::from(r.u16())
-            };
+            let offset = usual_or_any(r, cmd.data.len() as u32);
+            let want = usual_or_any(r, len.saturating_sub(offset));
             let Ok(buf) = dm.alloc(len.min(1 << 16) as usize) else {
                 return false;
             };

@@ -1254,6 +1254,24 @@ impl InitiatorSession {
         }
     }
 
+    /// Gives up on a running task: reports `error` for it at once and sends an internal ABORT
+    /// TASK naming its CmdSN (which also plugs that CmdSN if the target never counted it). The
+    /// tag stays taken until the TMF answer.
+    fn abandon(&mut self, itt: Itt, error: TaskError, now: Instant) {
+        let Some(t) = self.tasks.get_mut(&itt) else {
+            return;
+        };
+        let (lun, sn) = (t.cmd.lun, t.cmd_sn);
+        t.state = TaskState::Abandoned;
+        self.in_flight -= 1;
+        self.events.push_back(SessionEvent::Complete {
+            itt,
+            result: Err(error),
+        });
+        self.tmf(TaskMgmtFunction::ABORT_TASK, lun, Some(itt), sn, true, now);
+        self.pump();
+    }
+
     fn on_reject(&mut self, r: Reject, now: Instant) {
         self.note_stat_sn(r.stat_sn);
         self.update_window(r.exp_cmd_sn, r.max_cmd_sn);
@@ -1281,22 +1299,7 @@ impl InitiatorSession {
             if !gap || t.cmd_sn != cmd_sn {
                 return self.finish(itt, Err(TaskError::Rejected(r.reason)));
             }
-            let lun = t.cmd.lun;
-            t.state = TaskState::Abandoned;
-            self.in_flight -= 1;
-            self.events.push_back(SessionEvent::Complete {
-                itt,
-                result: Err(TaskError::Rejected(r.reason)),
-            });
-            self.tmf(
-                TaskMgmtFunction::ABORT_TASK,
-                lun,
-                Some(itt),
-                cmd_sn,
-                true,
-                now,
-            );
-            return self.pump();
+            return self.abandon(itt, TaskError::Rejected(r.reason), now);
         }
         if let Some(p) = self.requests.remove(&itt) {
             self.drop_deadline(p.deadline, itt);
@@ -1311,12 +1314,11 @@ impl InitiatorSession {
                 other => self.fail_request(itt, other),
             }
             if plug {
-                let sn = cmd_sn;
                 self.tmf(
                     TaskMgmtFunction::ABORT_TASK,
                     Lun::default(),
                     Some(itt),
-                    sn,
+                    cmd_sn,
                     true,
                     now,
                 );
@@ -1370,17 +1372,7 @@ impl InitiatorSession {
             }
             match t.state {
                 TaskState::Queued => self.finish(itt, Err(TaskError::TimedOut)),
-                TaskState::Running => {
-                    let (lun, sn) = (t.cmd.lun, t.cmd_sn);
-                    t.state = TaskState::Abandoned;
-                    self.in_flight -= 1;
-                    self.events.push_back(SessionEvent::Complete {
-                        itt,
-                        result: Err(TaskError::TimedOut),
-                    });
-                    self.tmf(TaskMgmtFunction::ABORT_TASK, lun, Some(itt), sn, true, now);
-                    self.pump();
-                }
+                TaskState::Running => self.abandon(itt, TaskError::TimedOut, now),
                 TaskState::Abandoned => {}
             }
         }

@@ -60,7 +60,7 @@ pub(crate) struct Throttle {
 
 impl Throttle {
     /// Whether a new connection from `ip` is refused now.
-    pub fn blocked(&mut self, policy: &AuthThrottle, ip: IpAddr, now: Instant) -> bool {
+    pub fn blocked(&self, policy: &AuthThrottle, ip: IpAddr, now: Instant) -> bool {
         if policy.free_failures == 0 {
             return false;
         }
@@ -105,7 +105,9 @@ impl Throttle {
             let block = policy
                 .first_block
                 .saturating_mul(1 << over)
-                .min(policy.max_block);
+                .min(policy.max_block)
+                // (so that a huge `max_block` cannot overflow the clock: 34 years at most)
+                .min(Duration::from_secs(1 << 30));
             r.blocked_until = Some(now + block);
             r.since = now;
         }
